@@ -1,0 +1,106 @@
+"""tf.data pipelines backed by TensorFlow Datasets.
+
+Images come out as float32 in [0, 1] (the pixel range attacks clip to) and
+labels as int32. The data directory is `data_dir`, else `TFDS_DATA_DIR`, else
+TFDS' default; when the dataset is not prepared there and cannot be
+downloaded, `DatasetNotFoundError` names the directory and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+
+
+class DatasetShape(NamedTuple):
+  image_shape: tuple[int, ...]
+  num_classes: int
+
+
+# Known without touching the disk, so configs are checked before any work.
+SHAPES: dict[str, DatasetShape] = {
+    'mnist': DatasetShape((28, 28, 1), 10),
+    'cifar10': DatasetShape((32, 32, 3), 10),
+}
+SUPPORTED = tuple(SHAPES)
+
+
+class DatasetNotFoundError(RuntimeError):
+  """The dataset is neither prepared in the data directory nor downloadable."""
+
+
+def resolve_data_dir(data_dir: str | None = None) -> str:
+  """The directory TFDS reads from: flag, then TFDS_DATA_DIR, then default."""
+  return os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR') or
+                            tfds.core.constants.DATA_DIR)
+
+
+def builder(name: str, data_dir: str | None = None,
+            download: bool = True) -> tfds.core.DatasetBuilder:
+  """A prepared TFDS builder, downloading when allowed and needed."""
+  if name not in SUPPORTED:
+    raise ValueError(f'Unknown dataset {name!r}; choose one of {SUPPORTED}.')
+  data_dir = resolve_data_dir(data_dir)
+  b = tfds.builder(name, data_dir=data_dir)
+  if b.is_prepared():
+    return b
+  how = (f'Either point --data_dir (or TFDS_DATA_DIR) at a directory that '
+         f'holds {name}/{b.version}, or run once with internet access and '
+         f'--download so TFDS fetches it (python -c "import '
+         f'tensorflow_datasets as tfds; tfds.load({name!r}, '
+         f'data_dir={data_dir!r})").')
+  if not download:
+    raise DatasetNotFoundError(
+        f'Dataset {name} {b.version} is not prepared in {data_dir}. {how}')
+  try:
+    b.download_and_prepare()
+  except Exception as e:  # Offline, blocked, disk full: one clear message.
+    raise DatasetNotFoundError(
+        f'Dataset {name} {b.version} is not prepared in {data_dir} and '
+        f'downloading it failed ({type(e).__name__}: {str(e)[:200]}). '
+        f'{how}') from e
+  return b
+
+
+def _normalise(image: tf.Tensor, label: tf.Tensor):
+  return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
+
+
+def load(name: str, split: str, batch_size: int, *, training: bool,
+         seed: int = 0, data_dir: str | None = None,
+         download: bool = True) -> tf.data.Dataset:
+  """A batched, normalised dataset.
+
+  Args:
+    name: TFDS name, one of SUPPORTED.
+    split: TFDS split string, e.g. 'train' or 'test[:1000]'.
+    batch_size: examples per batch.
+    training: if True, shuffle (seeded) and repeat forever with full batches;
+      if False, one pass in order, the last batch may be smaller.
+    seed: shuffle seed.
+    data_dir: TFDS data directory (see `resolve_data_dir`).
+    download: allow TFDS to download a missing dataset.
+
+  Returns:
+    A dataset of (images [B, H, W, C] float32 in [0, 1], labels [B] int32).
+  """
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be positive, got {batch_size}.')
+  ds = builder(name, data_dir, download).as_dataset(
+      split=split, as_supervised=True, shuffle_files=False)
+  ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE).cache()
+  if training:
+    ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat().batch(batch_size, drop_remainder=True)
+  else:
+    ds = ds.batch(batch_size)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def num_examples(name: str, split: str, data_dir: str | None = None) -> int:
+  """Number of examples in a split, read from the prepared dataset's info."""
+  return builder(name, data_dir, download=False).info.splits[split].num_examples

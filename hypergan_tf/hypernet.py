@@ -1,0 +1,187 @@
+"""The hypernetwork: mixer, per-layer generators and code discriminator.
+
+    s ~ N(0, I) --mixer--> codes [n, K, d] --generator k--> (kernel_k, bias_k)
+    discriminator: code [d] -> logit (prior sample = real, code = fake)
+
+All three are Keras models; `HyperNetwork.sample(n)` returns parameter sets in
+exactly the shapes the target spec declares, ready for `targets.apply`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+
+from hypergan_tf import targets
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperNetConfig:
+  """Sizes of the hypernetwork (paper: 2 x 512 units, ELU).
+
+  Attributes:
+    noise_dim: size of the mixer's input noise s.
+    code_dim: size of each layer code q_k (the prior is N(0, I_code_dim)).
+    hidden_units: width of every hidden layer of every MLP.
+    hidden_layers: number of hidden layers of every MLP.
+    activation: Keras activation name of the hidden layers.
+    batch_norm: BatchNorm before the activation in mixer and generators (the
+      discriminator never uses it: it sees real and fake batches apart).
+    init_gain: generated kernels start with standard deviation
+      init_gain * sqrt(2 / fan_in) (He scale when 1) and biases near zero.
+  """
+  noise_dim: int = 256
+  code_dim: int = 64
+  hidden_units: int = 512
+  hidden_layers: int = 2
+  activation: str = 'relu'
+  batch_norm: bool = True
+  init_gain: float = 1.0
+
+  def __post_init__(self):
+    for name in ('noise_dim', 'code_dim', 'hidden_units'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name} must be positive, got '
+                         f'{getattr(self, name)}.')
+    if self.hidden_layers < 0:
+      raise ValueError(
+          f'hidden_layers must be >= 0, got {self.hidden_layers}.')
+    if self.init_gain <= 0:
+      raise ValueError(f'init_gain must be positive, got {self.init_gain}.')
+    try:
+      keras.activations.get(self.activation)
+    except ValueError:
+      raise ValueError(
+          f'Unknown activation {self.activation!r}; use a Keras activation '
+          "name such as 'relu' or 'elu'.") from None
+
+
+def _mlp(config: HyperNetConfig, input_dim: int, batch_norm: bool,
+         name: str) -> keras.Sequential:
+  """Hidden layers shared by mixer, generators and discriminator."""
+  layers = [keras.Input((input_dim,))]
+  for i in range(config.hidden_layers):
+    layers.append(keras.layers.Dense(config.hidden_units,
+                                     use_bias=not batch_norm,
+                                     name=f'dense_{i}'))
+    if batch_norm:
+      layers.append(keras.layers.BatchNormalization(name=f'bn_{i}'))
+    layers.append(keras.layers.Activation(config.activation, name=f'act_{i}'))
+  return keras.Sequential(layers, name=name)
+
+
+# Output layers of generators start at unit variance for unit-variance
+# features; the hidden features' second moment differs per activation, so the
+# scale below is divided by it (measured once; see BUILD_NOTES.md).
+_SECOND_MOMENT = {'relu': 0.5, 'elu': 0.65, 'leaky_relu': 0.5}
+
+
+class LayerGenerator(keras.Model):
+  """Maps a layer code q_k to that layer's kernel and bias.
+
+  The last Dense layer emits all parameters at once; its outputs are scaled so
+  that generated kernels start at He scale for the layer's fan-in, which lets
+  the target networks train from the first step instead of producing huge
+  logits (the authors' code starts far off and trains slowly).
+  """
+
+  def __init__(self, config: HyperNetConfig, kernel_shape: tuple[int, ...],
+               bias_shape: tuple[int, ...], fan_in: int, **kwargs):
+    super().__init__(**kwargs)
+    self.kernel_shape = tuple(kernel_shape)
+    self.bias_shape = tuple(bias_shape)
+    self.kernel_size = math.prod(kernel_shape)
+    self.body = _mlp(config, config.code_dim, config.batch_norm,
+                     name='body')
+    feature_power = (
+        _SECOND_MOMENT.get(config.activation, 1.0)
+        if config.hidden_layers else 1.0)
+    self.head = keras.layers.Dense(
+        self.kernel_size + math.prod(bias_shape),
+        kernel_initializer=keras.initializers.VarianceScaling(
+            1.0 / feature_power, 'fan_in', 'truncated_normal'),
+        name='head')
+    self.kernel_scale = config.init_gain * math.sqrt(2.0 / fan_in)
+    self.bias_scale = 0.1 * self.kernel_scale
+
+  def call(self, code: tf.Tensor, training: bool = False):
+    out = self.head(self.body(code, training=training))
+    kernel = tf.reshape(out[:, :self.kernel_size] * self.kernel_scale,
+                        (-1,) + self.kernel_shape)
+    bias = tf.reshape(out[:, self.kernel_size:] * self.bias_scale,
+                      (-1,) + self.bias_shape)
+    return kernel, bias
+
+
+class HyperNetwork(keras.Model):
+  """Mixer + one generator per target layer + discriminator on codes."""
+
+  def __init__(self, spec: targets.TargetSpec, config: HyperNetConfig,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.spec = spec
+    self.config = config
+    self.num_codes = len(spec.layers)
+    mixer_body = _mlp(config, config.noise_dim, config.batch_norm,
+                      name='mixer_body')
+    self.mixer = keras.Sequential(
+        [mixer_body,
+         keras.layers.Dense(self.num_codes * config.code_dim, name='codes'),
+         keras.layers.Reshape((self.num_codes, config.code_dim))],
+        name='mixer')
+    self.generators = [
+        LayerGenerator(config, k, b, fan_in, name=f'generator_{i}')
+        for i, ((k, b), fan_in) in enumerate(
+            zip(spec.param_shapes, spec.fan_ins))
+    ]
+    self.discriminator = keras.Sequential(
+        [_mlp(config, config.code_dim, batch_norm=False,
+              name='discriminator_body'),
+         keras.layers.Dense(1, name='logit')],
+        name='discriminator')
+    # Build every part so variables exist before checkpoints are restored.
+    codes = self.mixer(tf.zeros([2, config.noise_dim]))
+    for i, generator in enumerate(self.generators):
+      generator(codes[:, i])
+    self.discriminator(tf.zeros([1, config.code_dim]))
+
+  @property
+  def generator_variables(self) -> list[tf.Variable]:
+    """Trainable variables of the generator side (mixer + generators)."""
+    variables = list(self.mixer.trainable_variables)
+    for generator in self.generators:
+      variables += generator.trainable_variables
+    return variables
+
+  def codes(self, noise: tf.Tensor, training: bool = False) -> tf.Tensor:
+    """Mixer output [n, K, code_dim] for noise [n, noise_dim]."""
+    return self.mixer(noise, training=training)
+
+  def generate(self, codes: tf.Tensor, training: bool = False
+               ) -> list[tuple[tf.Tensor, tf.Tensor]]:
+    """Parameters of n networks from codes [n, K, code_dim]."""
+    return [generator(codes[:, i], training=training)
+            for i, generator in enumerate(self.generators)]
+
+  def sample(self, n: int, seed: tf.random.Generator | None = None,
+             training: bool = False):
+    """Samples n parameter sets (inference mode unless training=True).
+
+    Args:
+      n: number of networks.
+      seed: optional tf.random.Generator for reproducible draws.
+      training: BatchNorm mode; keep False outside the train step.
+
+    Returns:
+      A list of (kernel [n, ...], bias [n, ...]) pairs, one per target layer.
+    """
+    shape = [n, self.config.noise_dim]
+    noise = (seed.normal(shape) if seed is not None
+             else tf.random.normal(shape))
+    return self.generate(self.codes(noise, training), training)
+
+  def call(self, noise: tf.Tensor, training: bool = False):
+    return self.generate(self.codes(noise, training), training)

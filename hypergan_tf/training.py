@@ -1,0 +1,413 @@
+"""Losses, the tf.function train step, evaluation and the resumable loop.
+
+Generator side: task loss averaged over the sampled networks + beta x the
+non-saturating adversarial loss of the discriminator on the codes.
+Discriminator: binary cross-entropy with logits, real = prior samples,
+fake = codes (one sigmoid, inside the loss; the authors' code applies two).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import tempfile
+import time
+from typing import Any, Iterable
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hypergan_tf import config as config_lib
+from hypergan_tf import data
+from hypergan_tf import hypernet
+from hypergan_tf import targets
+
+# Seeds derived from --seed for independent streams.
+_EVAL_SEED_OFFSET = 1_000_003
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+  """Writes JSON atomically (temp file + rename): never a half-written file."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  with tempfile.NamedTemporaryFile('w', dir=directory, delete=False,
+                                   suffix='.tmp') as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+    tmp = f.name
+  os.replace(tmp, path)
+
+
+def learning_rate_schedule(cfg: config_lib.TrainConfig):
+  """Linear warm-up to the peak, then cosine decay or constant."""
+  if cfg.lr_schedule == 'cosine':
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if cfg.warmup_steps else cfg.learning_rate,
+        decay_steps=cfg.steps - cfg.warmup_steps,
+        alpha=cfg.min_lr_ratio,
+        warmup_target=cfg.learning_rate if cfg.warmup_steps else None,
+        warmup_steps=cfg.warmup_steps)
+  if cfg.warmup_steps:
+    return keras.optimizers.schedules.PolynomialDecay(
+        0.0, cfg.warmup_steps, cfg.learning_rate, power=1.0)
+  return cfg.learning_rate
+
+
+def make_optimizer(cfg: config_lib.TrainConfig) -> keras.optimizers.Optimizer:
+  kwargs = dict(learning_rate=learning_rate_schedule(cfg),
+                beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2,
+                global_clipnorm=cfg.clipnorm or None)
+  if cfg.optimizer == 'adamw':
+    return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **kwargs)
+  return keras.optimizers.Adam(**kwargs)
+
+
+def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+  """Cross-entropy per example, averaged over networks: [N, B, C] -> [B]."""
+  labels = tf.broadcast_to(labels[None], tf.shape(logits)[:2])
+  ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+  return tf.reduce_mean(ce, axis=0)
+
+
+def discriminator_losses(d_real: tf.Tensor, d_fake: tf.Tensor,
+                         d_fake_for_generator: tf.Tensor):
+  """(discriminator loss, non-saturating generator adversarial loss)."""
+  bce = lambda labels, logits: tf.reduce_mean(
+      tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+  d_loss = (bce(tf.ones_like(d_real), d_real) +
+            bce(tf.zeros_like(d_fake), d_fake))
+  g_adv = bce(tf.ones_like(d_fake_for_generator), d_fake_for_generator)
+  return d_loss, g_adv
+
+
+def moment_matching_loss(codes: tf.Tensor) -> tf.Tensor:
+  """Mean squared error of the codes' mean and covariance against N(0, I)."""
+  flat = tf.reshape(codes, [tf.shape(codes)[0], -1])
+  mean = tf.reduce_mean(flat, axis=0)
+  centred = flat - mean
+  cov = tf.matmul(centred, centred, transpose_a=True) / tf.cast(
+      tf.shape(flat)[0] - 1, flat.dtype)
+  eye = tf.eye(tf.shape(flat)[1], dtype=flat.dtype)
+  return tf.reduce_mean(mean**2) + tf.reduce_mean((cov - eye)**2)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or Inf; the last good checkpoint is left untouched."""
+
+
+def default_strategy() -> tf.distribute.Strategy:
+  """MirroredStrategy over all GPUs if there are any, else the default."""
+  if len(tf.config.list_logical_devices('GPU')) > 1:
+    return tf.distribute.MirroredStrategy()
+  return tf.distribute.get_strategy()
+
+
+class Trainer:
+  """Builds the HyperGAN, its optimizers and checkpoint, and trains it."""
+
+  def __init__(self, cfg: config_lib.TrainConfig,
+               strategy: tf.distribute.Strategy | None = None):
+    self.cfg = cfg
+    self.spec = cfg.spec
+    self.strategy = strategy or default_strategy()
+    keras.utils.set_random_seed(cfg.seed)
+    with self.strategy.scope():
+      self.hypernet = hypernet.HyperNetwork(self.spec, cfg.hypernet)
+      self.g_optimizer = make_optimizer(cfg)
+      self.d_optimizer = make_optimizer(cfg)
+      self.g_optimizer.build(self.hypernet.generator_variables)
+      self.d_optimizer.build(self.hypernet.discriminator.trainable_variables)
+      self.rng = tf.random.Generator.from_seed(cfg.seed)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+      self.mixer_pretrained = tf.Variable(False, trainable=False,
+                                          name='mixer_pretrained')
+    self.checkpoint = tf.train.Checkpoint(
+        step=self.step, mixer_pretrained=self.mixer_pretrained,
+        hypernet=self.hypernet, g_optimizer=self.g_optimizer,
+        d_optimizer=self.d_optimizer, rng=self.rng)
+    self.manager = None
+    if cfg.run_dir:
+      self.manager = tf.train.CheckpointManager(
+          self.checkpoint, os.path.join(cfg.run_dir, 'checkpoints'),
+          max_to_keep=cfg.keep_checkpoints)
+    self._train_step = tf.function(self._replica_step)
+    self._eval_logits = tf.function(self._eval_logits_fn)
+
+  # ------------------------------------------------------------------ steps
+
+  def _replica_step(self, images: tf.Tensor, labels: tf.Tensor):
+    """One update of generator side and discriminator on one replica."""
+    cfg, hn = self.cfg, self.hypernet
+    replicas = self.strategy.num_replicas_in_sync
+    noise = self.rng.normal([cfg.num_networks, cfg.noise_dim])
+    prior = self.rng.normal([cfg.num_networks * hn.num_codes, cfg.code_dim])
+    with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+      codes = hn.codes(noise, training=True)
+      params = hn.generate(codes, training=True)
+      logits = targets.apply(self.spec, params, images, cfg.forward_method)
+      per_example = classification_loss(logits, labels)
+      task_loss = tf.nn.compute_average_loss(
+          per_example, global_batch_size=cfg.batch_size)
+      flat_codes = tf.reshape(codes, [-1, cfg.code_dim])
+      d_loss, g_adv = discriminator_losses(
+          hn.discriminator(prior, training=True),
+          hn.discriminator(tf.stop_gradient(flat_codes), training=True),
+          hn.discriminator(flat_codes, training=True))
+      g_loss = task_loss + cfg.beta * g_adv / replicas
+      d_loss_scaled = d_loss / replicas
+    g_vars = hn.generator_variables
+    d_vars = hn.discriminator.trainable_variables
+    self.g_optimizer.apply_gradients(
+        zip(g_tape.gradient(g_loss, g_vars), g_vars))
+    self.d_optimizer.apply_gradients(
+        zip(d_tape.gradient(d_loss_scaled, d_vars), d_vars))
+    self.step.assign_add(1)
+    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                               labels[None]), tf.float32)
+    return {
+        'loss': g_loss,
+        'task_loss': task_loss,
+        'adversarial_loss': g_adv / replicas,
+        'discriminator_loss': d_loss_scaled,
+        'accuracy': tf.reduce_mean(correct) / replicas,
+    }
+
+  def train_step(self, images: tf.Tensor, labels: tf.Tensor
+                 ) -> dict[str, float]:
+    """Runs one distributed step; returns the losses summed over replicas."""
+    per_replica = self.strategy.run(self._train_step, args=(images, labels))
+    return {
+        k: float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, None))
+        for k, v in per_replica.items()
+    }
+
+  def pretrain_mixer(self) -> float | None:
+    """Matches the codes' mean and covariance to N(0, I) (paper, Sec. 3)."""
+    cfg = self.cfg
+    if not cfg.pretrain_mixer_steps or bool(self.mixer_pretrained.numpy()):
+      return None
+    mixer = self.hypernet.mixer
+    # Enough samples for a full-rank covariance of the flattened codes.
+    n = max(cfg.num_networks, 2 * self.hypernet.num_codes * cfg.code_dim)
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def step():
+      with tf.GradientTape() as tape:
+        loss = moment_matching_loss(
+            mixer(self.rng.normal([n, cfg.noise_dim]), training=True))
+      grads = tape.gradient(loss, mixer.trainable_variables)
+      optimizer.apply_gradients(zip(grads, mixer.trainable_variables))
+      return loss
+
+    loss = float('nan')
+    for i in range(cfg.pretrain_mixer_steps):
+      loss = float(step())
+      if loss < cfg.pretrain_mixer_threshold:
+        break
+    logging.info('Mixer pre-training: %d steps, moment loss %.4f', i + 1,
+                 loss)
+    self.mixer_pretrained.assign(True)
+    return loss
+
+  # ------------------------------------------------------------- evaluation
+
+  def _eval_logits_fn(self, params, images):
+    return targets.apply(self.spec, params, images, self.cfg.forward_method)
+
+  def sample_eval_params(self, num_networks: int, seed: int | None = None):
+    """Networks for evaluation: inference-mode BatchNorm, seeded noise."""
+    seed = self.cfg.seed + _EVAL_SEED_OFFSET if seed is None else seed
+    return self.hypernet.sample(num_networks,
+                                tf.random.Generator.from_seed(seed))
+
+  def evaluate(self, dataset: Iterable, num_networks: int,
+               ensemble_sizes: tuple[int, ...] = (10,),
+               seed: int | None = None) -> dict[str, float]:
+    """Test accuracy of single sampled networks and of their ensembles.
+
+    Returns:
+      'accuracy_single' (mean over networks), 'accuracy_single_std', and
+      'accuracy_ensemble_<k>' (mean softmax of the first k networks) for each
+      k in ensemble_sizes with k <= num_networks.
+    """
+    params = self.sample_eval_params(num_networks, seed)
+    sizes = [k for k in ensemble_sizes if k <= num_networks]
+    correct = np.zeros(num_networks)
+    ensemble_correct = dict.fromkeys(sizes, 0.0)
+    total = 0
+    for images, labels in dataset:
+      logits = self._eval_logits(params, images)
+      labels = labels.numpy()
+      correct += (np.argmax(logits, -1) == labels[None]).sum(axis=1)
+      probs = tf.nn.softmax(logits).numpy()
+      for k in sizes:
+        ensemble_correct[k] += (np.argmax(probs[:k].mean(0), -1) ==
+                                labels).sum()
+      total += len(labels)
+    if total == 0:
+      raise ValueError('The evaluation dataset is empty.')
+    accuracy = correct / total
+    out = {'accuracy_single': float(accuracy.mean()),
+           'accuracy_single_std': float(accuracy.std())}
+    for k in sizes:
+      out[f'accuracy_ensemble_{k}'] = float(ensemble_correct[k] / total)
+    return out
+
+  # ----------------------------------------------------------- checkpoints
+
+  def restore(self) -> bool:
+    """Restores the latest checkpoint in run_dir; True if one was found."""
+    if self.manager is None or self.manager.latest_checkpoint is None:
+      return False
+    path = self.manager.latest_checkpoint
+    try:
+      self.checkpoint.restore(path).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+      raise RuntimeError(
+          f'Checkpoint {path} cannot be restored into this model ({e}). It '
+          'is corrupt or was written with other flags; use the original '
+          'flags or a fresh --run_dir.') from e
+    logging.info('Resumed from %s at step %d.', path, int(self.step.numpy()))
+    return True
+
+  def weights_finite(self) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(v)))
+               for v in self.hypernet.trainable_variables)
+
+  def save(self) -> str | None:
+    """Saves a checkpoint, unless the weights are broken (keeps the last)."""
+    if self.manager is None:
+      return None
+    if not self.weights_finite():
+      logging.error('Not saving step %d: weights are not finite.',
+                    int(self.step.numpy()))
+      return None
+    return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+  """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
+  def handler(signum, frame):
+    del signum, frame
+    raise KeyboardInterrupt('SIGTERM')
+  try:
+    previous = signal.signal(signal.SIGTERM, handler)
+  except ValueError:  # Not the main thread: leave signals alone.
+    yield
+    return
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def train(cfg: config_lib.TrainConfig,
+          strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
+  """Trains (or resumes) a HyperGAN in cfg.run_dir and evaluates it.
+
+  Returns the results dict that is also written to <run_dir>/results.json.
+  """
+  if not cfg.run_dir:
+    raise ValueError('--run_dir is required.')
+  os.makedirs(cfg.run_dir, exist_ok=True)
+  start = time.time()
+  trainer = Trainer(cfg, strategy)
+  resumed = trainer.restore()
+  train_ds = data.load(cfg.dataset, 'train', cfg.batch_size, training=True,
+                       seed=cfg.seed + int(trainer.step.numpy()),
+                       data_dir=cfg.data_dir, download=cfg.download)
+  eval_batch = max(1, 10_000 // cfg.final_eval_networks)
+  test_ds = data.load(cfg.dataset, 'test', eval_batch, training=False,
+                      data_dir=cfg.data_dir, download=cfg.download)
+  writer = tf.summary.create_file_writer(
+      os.path.join(cfg.run_dir, 'summaries'))
+  pretrain_loss = trainer.pretrain_mixer()
+  if not resumed:
+    trainer.save()
+  dist_train = iter(trainer.strategy.experimental_distribute_dataset(train_ds))
+  logging.info('Training %s on %s: %d networks x %d examples per step, '
+               'steps %d -> %d.', cfg.target, cfg.dataset, cfg.num_networks,
+               cfg.batch_size, int(trainer.step.numpy()), cfg.steps)
+  window_start, window_steps, sums = time.time(), 0, {}
+  with _sigterm_as_interrupt(), writer.as_default():
+    try:
+      while int(trainer.step.numpy()) < cfg.steps:
+        images, labels = next(dist_train)
+        metrics = trainer.train_step(images, labels)
+        step = int(trainer.step.numpy())
+        for name, value in metrics.items():
+          if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f'Training stopped at step {step}: {name} = {value}. The last '
+                'good checkpoint is kept in '
+                f'{os.path.join(cfg.run_dir, "checkpoints")}; lower '
+                '--learning_rate or set --clipnorm and rerun to resume.')
+          sums[name] = sums.get(name, 0.0) + value
+        window_steps += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+          elapsed = time.time() - window_start
+          means = {k: v / window_steps for k, v in sums.items()}
+          lr = float(trainer.g_optimizer.learning_rate)
+          for name, value in means.items():
+            tf.summary.scalar(f'train/{name}', value, step=step)
+          tf.summary.scalar('train/learning_rate', lr, step=step)
+          tf.summary.scalar('train/steps_per_second', window_steps / elapsed,
+                            step=step)
+          eta = (cfg.steps - step) * elapsed / window_steps
+          logging.info(
+              'step %d/%d  loss %.4f  task %.4f  adv %.3f  disc %.3f  '
+              'train acc %.4f  lr %.2e  %.2f steps/s  eta %.0f s', step,
+              cfg.steps, means['loss'], means['task_loss'],
+              means['adversarial_loss'], means['discriminator_loss'],
+              means['accuracy'], lr, window_steps / elapsed, eta)
+          window_start, window_steps, sums = time.time(), 0, {}
+        if step % cfg.eval_every == 0 and step != cfg.steps:
+          result = trainer.evaluate(test_ds, cfg.eval_networks,
+                                    (cfg.eval_networks,))
+          for name, value in result.items():
+            tf.summary.scalar(f'test/{name}', value, step=step)
+          for i, (kernel, bias) in enumerate(
+              trainer.sample_eval_params(cfg.eval_networks)):
+            tf.summary.histogram(f'weights/layer_{i}_kernel', kernel, step)
+            tf.summary.histogram(f'weights/layer_{i}_bias', bias, step)
+          logging.info('step %d  test: %s', step, _fmt(result))
+        if step % cfg.checkpoint_every == 0:
+          trainer.save()
+    except KeyboardInterrupt:
+      logging.warning('Interrupted at step %d; saving a checkpoint.',
+                      int(trainer.step.numpy()))
+      trainer.save()
+      raise
+    trainer.save()
+    final = trainer.evaluate(test_ds, cfg.final_eval_networks,
+                             (1, 5, 10, 100))
+    for name, value in final.items():
+      tf.summary.scalar(f'test/{name}', value, step=cfg.steps)
+  writer.flush()
+  results = {
+      'test_accuracy_single': final['accuracy_single'],
+      **{f'test_{k}': v for k, v in final.items() if k != 'accuracy_single'},
+      'steps': int(trainer.step.numpy()),
+      'wall_time_s': time.time() - start,
+      'mixer_pretrain_loss': pretrain_loss,
+      'num_parameters_target': trainer.spec.num_params,
+      'num_parameters_hypernet': int(sum(
+          np.prod(v.shape) for v in trainer.hypernet.trainable_variables)),
+      'flags': cfg.to_dict(),
+  }
+  write_json(os.path.join(cfg.run_dir, 'results.json'), results)
+  logging.info('Final test accuracy: single %.4f +- %.4f, ensemble of 10 '
+               '%.4f; results in %s', final['accuracy_single'],
+               final['accuracy_single_std'], final['accuracy_ensemble_10'],
+               os.path.join(cfg.run_dir, 'results.json'))
+  return results
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+  return '  '.join(f'{k} {v:.4f}' for k, v in metrics.items())

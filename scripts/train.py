@@ -1,0 +1,29 @@
+"""Trains a HyperGAN: python scripts/train.py --flagfile=configs/mnist.flags.
+
+Rerunning the same command resumes from the latest checkpoint in --run_dir.
+"""
+
+from absl import app
+from absl import logging
+
+from hypergan_tf import config
+from hypergan_tf import data
+from hypergan_tf import training
+
+config.define_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    cfg = config.from_flags()
+    training.train(cfg)
+  except (ValueError, data.DatasetNotFoundError, RuntimeError,
+          training.NonFiniteLossError) as e:
+    logging.error('%s', e)
+    raise SystemExit(f'error: {e}') from None
+
+
+if __name__ == '__main__':
+  app.run(main)
