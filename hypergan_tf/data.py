@@ -9,6 +9,7 @@ downloaded, `DatasetNotFoundError` names the directory and the fix.
 from __future__ import annotations
 
 import os
+import socket
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -53,9 +54,10 @@ def builder(name: str, data_dir: str | None = None,
          f'--download so TFDS fetches it (python -c "import '
          f'tensorflow_datasets as tfds; tfds.load({name!r}, '
          f'data_dir={data_dir!r})").')
-  if not download:
-    raise DatasetNotFoundError(
-        f'Dataset {name} {b.version} is not prepared in {data_dir}. {how}')
+  if not download or not _online():
+    why = 'downloads are off' if not download else 'there is no internet'
+    raise DatasetNotFoundError(f'Dataset {name} {b.version} is not prepared '
+                               f'in {data_dir} and {why}. {how}')
   try:
     b.download_and_prepare()
   except Exception as e:  # Offline, blocked, disk full: one clear message.
@@ -64,6 +66,16 @@ def builder(name: str, data_dir: str | None = None,
         f'downloading it failed ({type(e).__name__}: {str(e)[:200]}). '
         f'{how}') from e
   return b
+
+
+def _online(host: str = 'storage.googleapis.com', timeout: float = 3.0
+            ) -> bool:
+  """Whether TFDS' download host answers; offline, TFDS retries for minutes."""
+  try:
+    socket.create_connection((host, 443), timeout=timeout).close()
+    return True
+  except OSError:
+    return False
 
 
 def _normalise(image: tf.Tensor, label: tf.Tensor):

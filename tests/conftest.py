@@ -1,0 +1,27 @@
+"""Shared test setup: quiet TF, the prepared TFDS directory, tiny configs."""
+
+import os
+import pathlib
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_TFDS = REPO.parent / 'shared' / 'data' / 'tensorflow_datasets'
+
+
+@pytest.fixture(scope='session')
+def tfds_dir() -> str:
+  """The prepared TFDS directory: $TFDS_DATA_DIR, else ../shared beside us."""
+  path = os.environ.get('TFDS_DATA_DIR') or str(SHARED_TFDS)
+  if not os.path.isdir(os.path.join(path, 'mnist')):
+    pytest.fail(f'Prepared MNIST not found in {path}; set TFDS_DATA_DIR.')
+  return path
+
+
+# A hypernetwork small enough to train a few steps in seconds on CPU.
+TINY = dict(num_networks=4, batch_size=16, steps=6, warmup_steps=0,
+            noise_dim=16, code_dim=8, hidden_units=32, hidden_layers=1,
+            pretrain_mixer_steps=5, log_every=2, eval_every=4,
+            eval_networks=2, final_eval_networks=10, checkpoint_every=2)

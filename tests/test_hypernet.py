@@ -1,0 +1,74 @@
+"""Hypernetwork: parameter shapes, initial scale, configuration checks."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hypergan_tf import hypernet
+from hypergan_tf import targets
+
+SMALL = hypernet.HyperNetConfig(noise_dim=16, code_dim=8, hidden_units=64,
+                                hidden_layers=2)
+
+
+@pytest.mark.parametrize('name', sorted(targets.TARGETS))
+def test_sample_matches_declared_shapes(name):
+  spec = targets.get_target(name)
+  hn = hypernet.HyperNetwork(spec, SMALL)
+  params = hn.sample(5)
+  assert len(params) == len(spec.layers)
+  for (kernel, bias), (k_shape, b_shape) in zip(params, spec.param_shapes):
+    assert tuple(kernel.shape) == (5,) + k_shape
+    assert tuple(bias.shape) == (5,) + b_shape
+  assert targets.check_params(spec, params) == 5
+
+
+def test_codes_shape_and_one_generator_per_layer():
+  spec = targets.get_target('cifar')
+  hn = hypernet.HyperNetwork(spec, SMALL)
+  assert hn.codes(tf.zeros([3, 16])).shape == (3, 5, 8)
+  assert len(hn.generators) == 5
+
+
+def test_initial_kernels_are_he_scaled_and_diverse():
+  """Generated kernels start near He scale, and networks differ."""
+  spec = targets.get_target('mnist')
+  hn = hypernet.HyperNetwork(
+      spec, hypernet.HyperNetConfig(noise_dim=32, code_dim=16,
+                                    hidden_units=128))
+  params = hn.sample(64, tf.random.Generator.from_seed(0), training=True)
+  for (kernel, _), fan_in in zip(params, spec.fan_ins):
+    he_std = (2.0 / fan_in)**0.5
+    std = float(tf.math.reduce_std(kernel))
+    assert 0.5 * he_std < std < 2.0 * he_std, (std, he_std)
+    # Spread across networks is a large part of the total spread.
+    across = float(tf.reduce_mean(tf.math.reduce_std(kernel, axis=0)))
+    assert across > 0.3 * std
+  # Fan-in scaled networks give logits of order one, not exploding ones.
+  logits = targets.apply(spec, params, tf.random.uniform((16, 28, 28, 1)))
+  assert float(tf.math.reduce_std(logits)) < 10.0
+
+
+def test_seeded_sampling_is_reproducible():
+  hn = hypernet.HyperNetwork(targets.get_target('toy_regression'), SMALL)
+  a = hn.sample(3, tf.random.Generator.from_seed(7))
+  b = hn.sample(3, tf.random.Generator.from_seed(7))
+  c = hn.sample(3, tf.random.Generator.from_seed(8))
+  np.testing.assert_array_equal(a[0][0], b[0][0])
+  assert not np.allclose(a[0][0], c[0][0])
+
+
+def test_discriminator_gives_one_logit_per_code():
+  hn = hypernet.HyperNetwork(targets.get_target('mnist'), SMALL)
+  assert hn.discriminator(tf.zeros([7, 8])).shape == (7, 1)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(code_dim=0), 'code_dim must be positive'),
+    (dict(hidden_layers=-1), 'hidden_layers must be >= 0'),
+    (dict(activation='nope'), 'Unknown activation'),
+    (dict(init_gain=0.0), 'init_gain must be positive'),
+])
+def test_bad_config_raises(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    hypernet.HyperNetConfig(**kwargs)

@@ -1,0 +1,113 @@
+"""Target specs: declared shapes, and the batched pass against plain Keras."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hypergan_tf import targets
+
+
+def _random_params(spec, n, seed=0):
+  rng = tf.random.Generator.from_seed(seed)
+  return [(rng.normal((n,) + k) * (2.0 / np.prod(k[:-1]))**0.5,
+           rng.normal((n,) + b) * 0.1) for k, b in spec.param_shapes]
+
+
+def test_mnist_spec_matches_paper_table_1():
+  spec = targets.get_target('mnist')
+  assert spec.param_shapes == (((5, 5, 1, 32), (32,)),
+                               ((5, 5, 32, 32), (32,)),
+                               ((512, 10), (10,)))
+  assert spec.num_params == 31_594
+  assert spec.output_dim == 10
+
+
+def test_cifar_spec_matches_paper_table_2():
+  spec = targets.get_target('cifar')
+  assert [k for k, _ in spec.param_shapes] == [
+      (3, 3, 3, 16), (3, 3, 16, 32), (3, 3, 32, 64), (256, 128), (128, 10)]
+  assert spec.num_params == sum(
+      int(np.prod(k)) + int(np.prod(b)) for k, b in spec.param_shapes)
+
+
+def test_toy_regression_spec():
+  spec = targets.get_target('toy_regression')
+  assert spec.param_shapes == (((1, 100), (100,)), ((100, 1), (1,)))
+  assert spec.num_params == 301
+  assert spec.fan_ins == (1, 100)
+
+
+@pytest.mark.parametrize('name', sorted(targets.TARGETS))
+@pytest.mark.parametrize('method', targets.FORWARD_METHODS)
+def test_apply_equals_keras_model(name, method):
+  spec = targets.get_target(name)
+  n, b = 3, 5
+  params = _random_params(spec, n)
+  x = tf.random.uniform((b,) + spec.input_shape, seed=1)
+  out = targets.apply(spec, params, x, method)
+  assert out.shape == (n, b, spec.output_dim)
+  for i in range(n):
+    expected = targets.keras_model(spec, params, i)(x)
+    np.testing.assert_allclose(out[i], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_networks_are_independent():
+  """Changing network 1's parameters leaves network 0's outputs unchanged."""
+  spec = targets.get_target('mnist')
+  params = _random_params(spec, 2)
+  x = tf.random.uniform((4, 28, 28, 1), seed=2)
+  before = targets.apply(spec, params, x)
+  k, b = params[1]
+  params[1] = (tf.concat([k[:1], k[1:] * 3.0], 0), b)
+  after = targets.apply(spec, params, x)
+  np.testing.assert_allclose(before[0], after[0], rtol=1e-6)
+  assert not np.allclose(before[1], after[1])
+
+
+def test_gradients_flow_to_every_parameter():
+  spec = targets.get_target('mnist')
+  params = [(tf.Variable(k), tf.Variable(b))
+            for k, b in _random_params(spec, 2)]
+  x = tf.random.uniform((4, 28, 28, 1), seed=3)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(targets.apply(spec, params, x)**2)
+  grads = tape.gradient(loss, [v for pair in params for v in pair])
+  assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+             for g in grads)
+
+
+def test_unknown_target_lists_choices():
+  with pytest.raises(ValueError, match='Unknown target network.*mnist'):
+    targets.get_target('resnet')
+
+
+def test_wrong_param_shape_is_named():
+  spec = targets.get_target('mnist')
+  params = _random_params(spec, 2)
+  params[1] = (tf.zeros((2, 3, 3, 32, 32)), params[1][1])
+  with pytest.raises(ValueError, match='Layer 1 kernel.*expected shape'):
+    targets.apply(spec, params, tf.zeros((1, 28, 28, 1)))
+
+
+def test_mismatched_network_counts_rejected():
+  spec = targets.get_target('mnist')
+  params = _random_params(spec, 2)
+  params[2] = _random_params(spec, 3)[2]
+  with pytest.raises(ValueError, match='same number of networks'):
+    targets.apply(spec, params, tf.zeros((1, 28, 28, 1)))
+
+
+def test_wrong_input_shape_is_named():
+  spec = targets.get_target('mnist')
+  with pytest.raises(ValueError, match=r'expects inputs of shape \[B, 28'):
+    targets.apply(spec, _random_params(spec, 1), tf.zeros((1, 32, 32, 3)))
+
+
+def test_spec_validation():
+  with pytest.raises(ValueError, match='Unknown activation'):
+    targets.TargetSpec('x', (4,), (targets.Dense(2, 'swishy'),))
+  with pytest.raises(ValueError, match='conv layers must come before'):
+    targets.TargetSpec('x', (8, 8, 1), (targets.Dense(2),
+                                        targets.Conv2D(2, 3)))
+  with pytest.raises(ValueError, match='too small'):
+    targets.TargetSpec('x', (4, 4, 1), (targets.Conv2D(2, 5),))
