@@ -18,50 +18,84 @@ from hypergan_tf import hypernet
 from hypergan_tf import targets
 
 
+def _field(default, help_text: str, lower=None, upper=None, choices=None):
+  """A config field that also carries its flag's help, bounds and choices."""
+  return dataclasses.field(default=default, metadata=dict(
+      help=help_text, lower=lower, upper=upper, choices=choices))
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Everything a training run depends on (see `define_flags` for help)."""
-  run_dir: str = ''
-  dataset: str = 'mnist'
-  target: str = 'mnist'
-  data_dir: str | None = None
-  download: bool = True
-  seed: int = 0
-  num_networks: int = 32
-  batch_size: int = 100
-  steps: int = 5000
-  learning_rate: float = 1e-3
-  lr_schedule: str = 'cosine'
-  warmup_steps: int = 200
-  min_lr_ratio: float = 0.0
-  optimizer: str = 'adam'
-  weight_decay: float = 0.0
-  clipnorm: float = 0.0
-  adam_beta_1: float = 0.9
-  adam_beta_2: float = 0.999
-  beta: float = 0.1
-  pretrain_mixer_steps: int = 1000
-  pretrain_mixer_threshold: float = 0.1
-  noise_dim: int = 256
-  code_dim: int = 64
-  hidden_units: int = 512
-  hidden_layers: int = 2
-  activation: str = 'relu'
-  batch_norm: bool = True
-  init_gain: float = 1.0
-  forward_method: str = 'grouped'
-  log_every: int = 100
-  eval_every: int = 1000
-  eval_networks: int = 10
-  final_eval_networks: int = 100
-  checkpoint_every: int = 500
-  keep_checkpoints: int = 3
+  """Everything a training run depends on; each field is also a flag."""
+  run_dir: str = _field('', 'Directory for checkpoints, TensorBoard '
+                        'summaries and results.json; rerunning resumes it.')
+  dataset: str = _field('mnist', 'TFDS dataset.', choices=data.SUPPORTED)
+  target: str = _field('mnist', 'Target network spec.',
+                       choices=tuple(sorted(targets.TARGETS)))
+  data_dir: str | None = _field(
+      None, 'TFDS data directory (default: $TFDS_DATA_DIR, then TFDS '
+      'default).')
+  download: bool = _field(True, 'Let TFDS download a missing dataset.')
+  seed: int = _field(0, 'Seed for weights, noise and shuffling.')
+  num_networks: int = _field(32, 'Networks sampled per training step.', 1)
+  batch_size: int = _field(100, 'Examples per step (all networks see them).',
+                           1)
+  steps: int = _field(5000, 'Training steps.', 1)
+  learning_rate: float = _field(1e-3, 'Peak learning rate.', 0.0)
+  lr_schedule: str = _field('cosine', 'Schedule after the warm-up.',
+                            choices=('cosine', 'constant'))
+  warmup_steps: int = _field(200, 'Linear learning-rate warm-up steps.', 0)
+  min_lr_ratio: float = _field(0.0, 'Final cosine learning rate as a '
+                               'fraction of the peak.', 0.0, 1.0)
+  optimizer: str = _field('adam', 'Optimizer.', choices=('adam', 'adamw'))
+  weight_decay: float = _field(0.0, 'Decoupled weight decay (adamw).', 0.0)
+  clipnorm: float = _field(0.0, 'Global gradient-norm clip; 0 disables.',
+                           0.0)
+  adam_beta_1: float = _field(0.9, 'Adam beta_1.', 0.0, 1.0)
+  adam_beta_2: float = _field(0.999, 'Adam beta_2.', 0.0, 1.0)
+  beta: float = _field(0.1, 'Weight of the adversarial loss on the codes.',
+                       0.0)
+  pretrain_mixer_steps: int = _field(
+      1000, 'Most mixer pre-training steps (0 disables).', 0)
+  pretrain_mixer_threshold: float = _field(
+      0.1, 'Stop mixer pre-training below this mean/covariance loss.', 0.0)
+  noise_dim: int = _field(256, 'Size of the mixer input noise s.', 1)
+  code_dim: int = _field(64, 'Size of each layer code.', 1)
+  hidden_units: int = _field(512, 'Width of the hypernetwork MLPs.', 1)
+  hidden_layers: int = _field(2, 'Hidden layers of the hypernetwork MLPs.', 0)
+  activation: str = _field('relu', 'Keras activation of the MLPs.')
+  batch_norm: bool = _field(True, 'BatchNorm in mixer and generators.')
+  init_gain: float = _field(1.0, 'Generated kernels start at init_gain x He '
+                            'scale.', 0.0)
+  forward_method: str = _field('grouped', 'How conv layers batch over '
+                               'sampled networks.',
+                               choices=targets.FORWARD_METHODS)
+  log_every: int = _field(100, 'Steps between progress lines and training '
+                          'summaries.', 1)
+  eval_every: int = _field(1000, 'Steps between test evaluations.', 1)
+  eval_networks: int = _field(10, 'Networks sampled for periodic '
+                              'evaluation.', 1)
+  final_eval_networks: int = _field(100, 'Networks sampled for the final '
+                                    'evaluation.', 10)
+  checkpoint_every: int = _field(500, 'Steps between checkpoints.', 1)
+  keep_checkpoints: int = _field(3, 'Checkpoints kept on disk.', 1)
 
   def __post_init__(self):
-    spec = targets.get_target(self.target)  # Raises for unknown names.
-    if self.dataset not in data.SUPPORTED:
-      raise ValueError(f'Unknown dataset {self.dataset!r}; choose one of '
-                       f'{data.SUPPORTED}.')
+    for field in dataclasses.fields(self):
+      value, meta = getattr(self, field.name), field.metadata
+      if meta['choices'] and value not in meta['choices']:
+        raise ValueError(f'Unknown --{field.name} {value!r}; choose one of '
+                         f'{list(meta["choices"])}.')
+      if meta['lower'] is not None and value < meta['lower']:
+        raise ValueError(f'--{field.name} must be >= {meta["lower"]}, got '
+                         f'{value}.')
+      if meta['upper'] is not None and value > meta['upper']:
+        raise ValueError(f'--{field.name} must be <= {meta["upper"]}, got '
+                         f'{value}.')
+    if self.learning_rate <= 0:
+      raise ValueError(f'--learning_rate must be positive, got '
+                       f'{self.learning_rate}.')
+    spec = self.spec
     info = data.SHAPES[self.dataset]
     if tuple(spec.input_shape) != info.image_shape:
       raise ValueError(
@@ -72,26 +106,9 @@ class TrainConfig:
       raise ValueError(
           f'Target {self.target!r} has {spec.output_dim} outputs but dataset '
           f'{self.dataset!r} has {info.num_classes} classes.')
-    positive = ('num_networks', 'batch_size', 'steps', 'learning_rate',
-                'log_every', 'eval_every', 'eval_networks',
-                'final_eval_networks', 'checkpoint_every', 'keep_checkpoints')
-    for name in positive:
-      if getattr(self, name) <= 0:
-        raise ValueError(f'--{name} must be positive, got '
-                         f'{getattr(self, name)}.')
-    for name in ('warmup_steps', 'pretrain_mixer_steps', 'weight_decay',
-                 'clipnorm', 'beta'):
-      if getattr(self, name) < 0:
-        raise ValueError(f'--{name} must be >= 0, got {getattr(self, name)}.')
     if self.warmup_steps >= self.steps:
       raise ValueError(f'--warmup_steps ({self.warmup_steps}) must be smaller '
                        f'than --steps ({self.steps}).')
-    if self.final_eval_networks < 10:
-      raise ValueError('--final_eval_networks must be >= 10 to report the '
-                       '10-network ensemble.')
-    if self.forward_method not in targets.FORWARD_METHODS:
-      raise ValueError(f'Unknown --forward_method {self.forward_method!r}; '
-                       f'choose one of {targets.FORWARD_METHODS}.')
     self.hypernet  # Validates the hypernetwork sizes.
 
   @property
@@ -108,89 +125,29 @@ class TrainConfig:
     return dataclasses.asdict(self)
 
 
-def define_flags() -> None:
-  """Defines one absl flag per TrainConfig field (call once, in scripts)."""
-  d = TrainConfig()
-  f = flags
-  f.DEFINE_string('run_dir', None, 'Directory for checkpoints, TensorBoard '
-                  'summaries and results.json; rerunning resumes from it.',
-                  required=True)
-  f.DEFINE_enum('dataset', d.dataset, list(data.SUPPORTED), 'TFDS dataset.')
-  f.DEFINE_enum('target', d.target, sorted(targets.TARGETS),
-                'Target network spec.')
-  f.DEFINE_string('data_dir', d.data_dir,
-                  'TFDS data directory (default: $TFDS_DATA_DIR, then TFDS '
-                  "default).")
-  f.DEFINE_bool('download', d.download,
-                'Let TFDS download a dataset missing from data_dir.')
-  f.DEFINE_integer('seed', d.seed, 'Seed for weights, noise and shuffling.')
-  f.DEFINE_integer('num_networks', d.num_networks,
-                   'Networks sampled per training step.', lower_bound=1)
-  f.DEFINE_integer('batch_size', d.batch_size,
-                   'Examples per training step (all networks see them).',
-                   lower_bound=1)
-  f.DEFINE_integer('steps', d.steps, 'Training steps.', lower_bound=1)
-  f.DEFINE_float('learning_rate', d.learning_rate, 'Peak learning rate.',
-                 lower_bound=0.0)
-  f.DEFINE_enum('lr_schedule', d.lr_schedule, ['cosine', 'constant'],
-                'Learning-rate schedule after warm-up.')
-  f.DEFINE_integer('warmup_steps', d.warmup_steps,
-                   'Linear learning-rate warm-up steps.', lower_bound=0)
-  f.DEFINE_float('min_lr_ratio', d.min_lr_ratio,
-                 'Final learning rate of the cosine, as a fraction of the '
-                 'peak.', lower_bound=0.0, upper_bound=1.0)
-  f.DEFINE_enum('optimizer', d.optimizer, ['adam', 'adamw'], 'Optimizer.')
-  f.DEFINE_float('weight_decay', d.weight_decay,
-                 'Decoupled weight decay (adamw only).', lower_bound=0.0)
-  f.DEFINE_float('clipnorm', d.clipnorm,
-                 'Global gradient-norm clipping; 0 disables.', lower_bound=0.0)
-  f.DEFINE_float('adam_beta_1', d.adam_beta_1, 'Adam beta_1.',
-                 lower_bound=0.0, upper_bound=1.0)
-  f.DEFINE_float('adam_beta_2', d.adam_beta_2, 'Adam beta_2.',
-                 lower_bound=0.0, upper_bound=1.0)
-  f.DEFINE_float('beta', d.beta,
-                 'Weight of the adversarial loss on the codes.',
-                 lower_bound=0.0)
-  f.DEFINE_integer('pretrain_mixer_steps', d.pretrain_mixer_steps,
-                   'Most mixer pre-training steps (0 disables).',
-                   lower_bound=0)
-  f.DEFINE_float('pretrain_mixer_threshold', d.pretrain_mixer_threshold,
-                 'Stop mixer pre-training once the mean/covariance loss is '
-                 'below this.', lower_bound=0.0)
-  f.DEFINE_integer('noise_dim', d.noise_dim, 'Size of the noise s.',
-                   lower_bound=1)
-  f.DEFINE_integer('code_dim', d.code_dim, 'Size of each layer code.',
-                   lower_bound=1)
-  f.DEFINE_integer('hidden_units', d.hidden_units,
-                   'Width of the hypernetwork MLPs.', lower_bound=1)
-  f.DEFINE_integer('hidden_layers', d.hidden_layers,
-                   'Hidden layers of the hypernetwork MLPs.', lower_bound=0)
-  f.DEFINE_string('activation', d.activation,
-                  'Keras activation of the hypernetwork MLPs.')
-  f.DEFINE_bool('batch_norm', d.batch_norm,
-                'BatchNorm in mixer and generators.')
-  f.DEFINE_float('init_gain', d.init_gain,
-                 'Generated kernels start at init_gain x He scale.',
-                 lower_bound=0.0)
-  f.DEFINE_enum('forward_method', d.forward_method,
-                list(targets.FORWARD_METHODS),
-                'How conv layers batch over sampled networks.')
-  f.DEFINE_integer('log_every', d.log_every, 'Steps between progress lines '
-                   'and training summaries.', lower_bound=1)
-  f.DEFINE_integer('eval_every', d.eval_every, 'Steps between test-set '
-                   'evaluations.', lower_bound=1)
-  f.DEFINE_integer('eval_networks', d.eval_networks,
-                   'Networks sampled for periodic evaluation.', lower_bound=1)
-  f.DEFINE_integer('final_eval_networks', d.final_eval_networks,
-                   'Networks sampled for the final evaluation.',
-                   lower_bound=10)
-  f.DEFINE_integer('checkpoint_every', d.checkpoint_every,
-                   'Steps between checkpoints.', lower_bound=1)
-  f.DEFINE_integer('keep_checkpoints', d.keep_checkpoints,
-                   'Checkpoints kept on disk.', lower_bound=1)
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines one absl flag per TrainConfig field; bounds fail at parsing."""
+  for field in dataclasses.fields(TrainConfig):
+    meta, default = field.metadata, field.default
+    kwargs = dict(flag_values=fv)
+    if field.name == 'run_dir':
+      flags.DEFINE_string('run_dir', None, meta['help'], required=True,
+                          **kwargs)
+    elif meta['choices']:
+      flags.DEFINE_enum(field.name, default, list(meta['choices']),
+                        meta['help'], **kwargs)
+    elif isinstance(default, bool):
+      flags.DEFINE_bool(field.name, default, meta['help'], **kwargs)
+    elif isinstance(default, (int, float)):
+      define = (flags.DEFINE_float if isinstance(default, float)
+                else flags.DEFINE_integer)
+      define(field.name, default, meta['help'], lower_bound=meta['lower'],
+             upper_bound=meta['upper'], **kwargs)
+    else:
+      flags.DEFINE_string(field.name, default, meta['help'], **kwargs)
 
 
-def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
+def from_flags(fv: flags.FlagValues = flags.FLAGS) -> TrainConfig:
   """Builds (and validates) a TrainConfig from parsed flags."""
   names = [f.name for f in dataclasses.fields(TrainConfig)]
-  return TrainConfig(**{name: flag_values[name].value for name in names})
+  return TrainConfig(**{name: fv[name].value for name in names})

@@ -132,11 +132,12 @@ class HyperNetwork(keras.Model):
          keras.layers.Dense(self.num_codes * config.code_dim, name='codes'),
          keras.layers.Reshape((self.num_codes, config.code_dim))],
         name='mixer')
-    self.generators = [
-        LayerGenerator(config, k, b, fan_in, name=f'generator_{i}')
-        for i, ((k, b), fan_in) in enumerate(
-            zip(spec.param_shapes, spec.fan_ins))
-    ]
+    # Each generator is its own attribute: Keras' list wrapper is invisible
+    # to tf.train.Checkpoint, which would drop the BatchNorm statistics.
+    for i, ((k, b), fan_in) in enumerate(zip(spec.param_shapes,
+                                             spec.fan_ins)):
+      setattr(self, f'generator_{i}',
+              LayerGenerator(config, k, b, fan_in, name=f'generator_{i}'))
     self.discriminator = keras.Sequential(
         [_mlp(config, config.code_dim, batch_norm=False,
               name='discriminator_body'),
@@ -147,6 +148,10 @@ class HyperNetwork(keras.Model):
     for i, generator in enumerate(self.generators):
       generator(codes[:, i])
     self.discriminator(tf.zeros([1, config.code_dim]))
+
+  @property
+  def generators(self) -> list[LayerGenerator]:
+    return [getattr(self, f'generator_{i}') for i in range(self.num_codes)]
 
   @property
   def generator_variables(self) -> list[tf.Variable]:

@@ -125,8 +125,12 @@ class Trainer:
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
       self.mixer_pretrained = tf.Variable(False, trainable=False,
                                           name='mixer_pretrained')
+      # Wall time of all sessions of this run, so resumed runs report totals.
+      self.wall_time = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                   name='wall_time')
     self.checkpoint = tf.train.Checkpoint(
         step=self.step, mixer_pretrained=self.mixer_pretrained,
+        wall_time=self.wall_time,
         hypernet=self.hypernet, g_optimizer=self.g_optimizer,
         d_optimizer=self.d_optimizer, rng=self.rng)
     self.manager = None
@@ -267,7 +271,7 @@ class Trainer:
     path = self.manager.latest_checkpoint
     try:
       self.checkpoint.restore(path).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except Exception as e:  # Truncated files raise IndexError, others vary.
       raise RuntimeError(
           f'Checkpoint {path} cannot be restored into this model ({e}). It '
           'is corrupt or was written with other flags; use the original '
@@ -279,10 +283,17 @@ class Trainer:
     return all(bool(tf.reduce_all(tf.math.is_finite(v)))
                for v in self.hypernet.trainable_variables)
 
-  def save(self) -> str | None:
-    """Saves a checkpoint, unless the weights are broken (keeps the last)."""
+  def save(self, clock: float | None = None) -> str | None:
+    """Saves a checkpoint, unless the weights are broken (keeps the last).
+
+    Args:
+      clock: time.time() at which this run would have started had it never
+        stopped; sets the run's recorded wall time.
+    """
     if self.manager is None:
       return None
+    if clock is not None:
+      self.wall_time.assign(time.time() - clock)
     if not self.weights_finite():
       logging.error('Not saving step %d: weights are not finite.',
                     int(self.step.numpy()))
@@ -316,9 +327,10 @@ def train(cfg: config_lib.TrainConfig,
   if not cfg.run_dir:
     raise ValueError('--run_dir is required.')
   os.makedirs(cfg.run_dir, exist_ok=True)
-  start = time.time()
   trainer = Trainer(cfg, strategy)
   resumed = trainer.restore()
+  start_step = int(trainer.step.numpy())
+  clock = time.time() - float(trainer.wall_time.numpy())
   train_ds = data.load(cfg.dataset, 'train', cfg.batch_size, training=True,
                        seed=cfg.seed + int(trainer.step.numpy()),
                        data_dir=cfg.data_dir, download=cfg.download)
@@ -329,7 +341,7 @@ def train(cfg: config_lib.TrainConfig,
       os.path.join(cfg.run_dir, 'summaries'))
   pretrain_loss = trainer.pretrain_mixer()
   if not resumed:
-    trainer.save()
+    trainer.save(clock)
   dist_train = iter(trainer.strategy.experimental_distribute_dataset(train_ds))
   logging.info('Training %s on %s: %d networks x %d examples per step, '
                'steps %d -> %d.', cfg.target, cfg.dataset, cfg.num_networks,
@@ -378,13 +390,13 @@ def train(cfg: config_lib.TrainConfig,
             tf.summary.histogram(f'weights/layer_{i}_bias', bias, step)
           logging.info('step %d  test: %s', step, _fmt(result))
         if step % cfg.checkpoint_every == 0:
-          trainer.save()
+          trainer.save(clock)
     except KeyboardInterrupt:
       logging.warning('Interrupted at step %d; saving a checkpoint.',
                       int(trainer.step.numpy()))
-      trainer.save()
+      trainer.save(clock)
       raise
-    trainer.save()
+    trainer.save(clock)
     final = trainer.evaluate(test_ds, cfg.final_eval_networks,
                              (1, 5, 10, 100))
     for name, value in final.items():
@@ -394,7 +406,8 @@ def train(cfg: config_lib.TrainConfig,
       'test_accuracy_single': final['accuracy_single'],
       **{f'test_{k}': v for k, v in final.items() if k != 'accuracy_single'},
       'steps': int(trainer.step.numpy()),
-      'wall_time_s': time.time() - start,
+      'start_step': start_step,
+      'wall_time_s': time.time() - clock,
       'mixer_pretrain_loss': pretrain_loss,
       'num_parameters_target': trainer.spec.num_params,
       'num_parameters_hypernet': int(sum(

@@ -1,0 +1,75 @@
+"""Configuration: bad flag values fail early with a message naming the fix."""
+
+import subprocess
+import sys
+
+from absl import flags
+import pytest
+
+from hypergan_tf import config
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(num_networks=0), '--num_networks must be >= 1'),
+    (dict(batch_size=-5), '--batch_size must be >= 1'),
+    (dict(learning_rate=0.0), '--learning_rate must be positive'),
+    (dict(steps=10, warmup_steps=10), 'must be smaller than --steps'),
+    (dict(beta=-1.0), '--beta must be >= 0'),
+    (dict(min_lr_ratio=2.0), '--min_lr_ratio must be <= 1'),
+    (dict(dataset='imagenet'), "Unknown --dataset 'imagenet'; choose"),
+    (dict(target='resnet'), "Unknown --target 'resnet'; choose"),
+    (dict(target='cifar'), 'takes inputs .* pick a matching --target'),
+    (dict(forward_method='magic'), 'Unknown --forward_method'),
+    (dict(code_dim=0), '--code_dim must be >= 1'),
+    (dict(init_gain=0.0), 'init_gain must be positive'),
+    (dict(activation='nope'), 'Unknown activation'),
+    (dict(final_eval_networks=5), '--final_eval_networks must be >= 10'),
+])
+def test_bad_values_raise(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    config.TrainConfig(**kwargs)
+
+
+def test_defaults_are_valid_and_round_trip():
+  cfg = config.TrainConfig(run_dir='r')
+  assert config.TrainConfig(**cfg.to_dict()) == cfg
+  assert cfg.hypernet.code_dim == cfg.code_dim
+
+
+def _parse(*argv):
+  fv = flags.FlagValues()
+  config.define_flags(fv)
+  fv(['train.py', *argv])
+  return config.from_flags(fv)
+
+
+def test_flags_cover_every_field_with_the_same_defaults():
+  assert _parse('--run_dir=r') == config.TrainConfig(run_dir='r')
+
+
+def test_flag_bounds_fail_at_parsing():
+  with pytest.raises(flags.IllegalFlagValueError):
+    _parse('--run_dir=r', '--num_networks=0')
+  with pytest.raises(flags.IllegalFlagValueError):
+    _parse('--run_dir=r', '--dataset=imagenet')
+
+
+@pytest.mark.parametrize('flagfile', sorted((REPO / 'configs').glob('*.flags')),
+                         ids=lambda p: p.name)
+def test_every_flagfile_parses(flagfile):
+  cfg = _parse(f'--flagfile={flagfile}')
+  assert cfg.run_dir.startswith('runs/')
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--num_networks=0', 'num_networks'),
+    ('--target=cifar', 'pick a matching --target'),
+])
+def test_script_rejects_bad_flags_without_traceback(flag, message, tmp_path):
+  out = subprocess.run(
+      [sys.executable, 'scripts/train.py', f'--run_dir={tmp_path}', flag],
+      capture_output=True, text=True, cwd=REPO, check=False)
+  assert out.returncode != 0
+  assert message in out.stderr
+  assert 'Traceback' not in out.stderr

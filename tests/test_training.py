@@ -1,0 +1,156 @@
+"""Training: losses, a learning train step, checkpoints and resumption."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hypergan_tf import config
+from hypergan_tf import data
+from hypergan_tf import training
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope='module')
+def batch(tfds_dir):
+  ds = data.load('mnist', 'train', 32, training=True, data_dir=tfds_dir,
+                 download=False)
+  return next(iter(ds))
+
+
+def _cfg(run_dir='', **overrides):
+  return config.TrainConfig(run_dir=run_dir, **{**TINY, **overrides})
+
+
+def _state(trainer):
+  """Every variable a resume must restore, by name."""
+  out = {f'hypernet/{i}/{v.path}': v.numpy()
+         for i, v in enumerate(trainer.hypernet.variables)}
+  for name, opt in (('g', trainer.g_optimizer), ('d', trainer.d_optimizer)):
+    # Optimizer names are uniquified per instance; their variables' order
+    # is not.
+    out.update({f'{name}_opt/{i}/{v.path.split("/")[-1]}': v.numpy()
+                for i, v in enumerate(opt.variables)})
+  out['step'] = trainer.step.numpy()
+  out['rng'] = trainer.rng.state.numpy()
+  return out
+
+
+def test_discriminator_loss_is_bce_with_logits():
+  big = tf.constant([[20.0]])
+  d_loss, g_adv = training.discriminator_losses(big, -big, -big)
+  assert float(d_loss) < 1e-6  # Perfect discriminator.
+  assert float(g_adv) == pytest.approx(20.0, rel=1e-3)  # Non-saturating.
+  zero = tf.zeros([4, 1])
+  d_loss, g_adv = training.discriminator_losses(zero, zero, zero)
+  assert float(d_loss) == pytest.approx(2 * np.log(2), rel=1e-6)
+  assert float(g_adv) == pytest.approx(np.log(2), rel=1e-6)
+
+
+def test_classification_loss_averages_networks():
+  logits = tf.constant([[[10.0, 0.0]], [[0.0, 10.0]]])  # 2 nets, 1 example.
+  loss = training.classification_loss(logits, tf.constant([0]))
+  expected = (np.log1p(np.exp(-10.0)) + np.log1p(np.exp(10.0))) / 2
+  np.testing.assert_allclose(loss, [expected], rtol=1e-5)
+
+
+def test_moment_matching_loss_small_for_prior_samples():
+  prior = tf.random.normal([4000, 3, 4], seed=0)
+  assert float(training.moment_matching_loss(prior)) < 0.01
+  assert float(training.moment_matching_loss(3.0 * prior + 1.0)) > 1.0
+
+
+def test_pretraining_matches_mixer_moments():
+  trainer = training.Trainer(_cfg(pretrain_mixer_steps=300,
+                                  pretrain_mixer_threshold=0.05))
+  codes = trainer.hypernet.codes(tf.random.normal([512, 16]), training=True)
+  before = float(training.moment_matching_loss(codes))
+  loss = trainer.pretrain_mixer()
+  assert loss < 0.05 < before
+  assert trainer.pretrain_mixer() is None  # Done once, remembered.
+
+
+def test_train_step_lowers_loss_on_fixed_batch(batch):
+  images, labels = batch
+  trainer = training.Trainer(_cfg(batch_size=32, learning_rate=3e-3,
+                                  lr_schedule='constant'))
+  losses = [trainer.train_step(images, labels)['task_loss']
+            for _ in range(25)]
+  assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
+  assert int(trainer.step.numpy()) == 25
+
+
+def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path):
+  images, labels = batch
+  cfg = _cfg(str(tmp_path), batch_size=32)
+  first = training.Trainer(cfg)
+  for _ in range(3):
+    first.train_step(images, labels)
+  first.save()
+  saved = _state(first)
+
+  second = training.Trainer(cfg)
+  assert any(not np.array_equal(saved[k], v)
+             for k, v in _state(second).items())
+  assert second.restore()
+  restored = _state(second)
+  assert saved.keys() == restored.keys()
+  for key, value in saved.items():
+    np.testing.assert_array_equal(restored[key], value, err_msg=key)
+  assert int(restored['step']) == 3
+  # Same state, same noise stream: the next step is identical too.
+  a = first.train_step(images, labels)
+  b = second.train_step(images, labels)
+  assert a == b
+
+
+def test_corrupt_checkpoint_gives_clear_error(batch, tmp_path):
+  cfg = _cfg(str(tmp_path), batch_size=32)
+  trainer = training.Trainer(cfg)
+  path = trainer.save()
+  with open(path + '.data-00000-of-00001', 'r+b') as f:
+    f.truncate(100)
+  with pytest.raises(RuntimeError, match='cannot be restored'):
+    training.Trainer(cfg).restore()
+
+
+def test_foreign_checkpoint_gives_clear_error(tmp_path):
+  training.Trainer(_cfg(str(tmp_path))).save()
+  with pytest.raises(RuntimeError, match='other flags'):
+    training.Trainer(_cfg(str(tmp_path), code_dim=4)).restore()
+
+
+def test_evaluate_reports_single_and_ensemble(batch):
+  images, labels = batch
+  trainer = training.Trainer(_cfg(batch_size=32))
+  result = trainer.evaluate([(images, labels)], 4, (1, 4, 10))
+  assert set(result) == {'accuracy_single', 'accuracy_single_std',
+                         'accuracy_ensemble_1', 'accuracy_ensemble_4'}
+  params = trainer.sample_eval_params(4)
+  from hypergan_tf import targets  # pylint: disable=g-import-not-at-top
+  logits = targets.apply(trainer.spec, params, images).numpy()
+  per_net = (logits.argmax(-1) == labels.numpy()).mean(1)
+  assert result['accuracy_single'] == pytest.approx(per_net.mean())
+  assert result['accuracy_ensemble_1'] == pytest.approx(per_net[0])
+
+
+def test_train_writes_results_and_resumes(tfds_dir, tmp_path):
+  cfg = _cfg(str(tmp_path), data_dir=tfds_dir, download=False)
+  results = training.train(cfg)
+  with open(tmp_path / 'results.json') as f:
+    written = json.load(f)
+  for key in ('test_accuracy_single', 'test_accuracy_ensemble_10', 'steps',
+              'wall_time_s', 'flags'):
+    assert key in written
+  assert written['steps'] == 6 == results['steps']
+  assert written['flags']['num_networks'] == 4
+  assert 0.0 <= written['test_accuracy_single'] <= 1.0
+  assert os.listdir(tmp_path / 'summaries')
+  # Asking for more steps resumes from step 6 instead of starting over.
+  more = training.train(config.TrainConfig(
+      **{**cfg.to_dict(), 'steps': 8}))
+  assert more['steps'] == 8
+  assert more['start_step'] == 6
+  assert more['wall_time_s'] >= results['wall_time_s']
