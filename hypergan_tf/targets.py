@@ -199,7 +199,7 @@ def _single_conv_stack(spec: TargetSpec, params: Params,
   for layer, (kernel, bias) in zip(spec.layers, params):
     if not isinstance(layer, Conv2D):
       break
-    h = tf.nn.conv2d(h, kernel, 1, 'VALID') + bias
+    h = tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, 'VALID'), bias)
     h = _pool(ACTIVATIONS[layer.activation](h), layer.pool_size)
   return h
 
@@ -221,7 +221,8 @@ def _grouped_conv_stack(spec: TargetSpec, params: Params,
     # [N, kh, kw, cin, cout] -> [kh, kw, cin, N * cout], network-major.
     kh, kw, cin, cout = kernel.shape[1:]
     k = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]), [kh, kw, cin, -1])
-    h = tf.nn.conv2d(h, k, 1, 'VALID') + tf.reshape(bias, [-1])
+    h = tf.nn.bias_add(tf.nn.conv2d(h, k, 1, 'VALID'),
+                       tf.reshape(bias, [-1]))
     h = _pool(ACTIVATIONS[layer.activation](h), layer.pool_size)
   s = tf.shape(h)
   h = tf.reshape(h, [s[0], s[1], s[2], n, cout])

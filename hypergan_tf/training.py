@@ -139,7 +139,7 @@ class Trainer:
           self.checkpoint, os.path.join(cfg.run_dir, 'checkpoints'),
           max_to_keep=cfg.keep_checkpoints)
     self._train_step = tf.function(self._replica_step)
-    self._eval_logits = tf.function(self._eval_logits_fn)
+    self.logits = tf.function(self._logits)
 
   # ------------------------------------------------------------------ steps
 
@@ -220,7 +220,8 @@ class Trainer:
 
   # ------------------------------------------------------------- evaluation
 
-  def _eval_logits_fn(self, params, images):
+  def _logits(self, params, images):
+    """Logits [N, B, C] of the given networks (compiled as `self.logits`)."""
     return targets.apply(self.spec, params, images, self.cfg.forward_method)
 
   def sample_eval_params(self, num_networks: int, seed: int | None = None):
@@ -245,7 +246,7 @@ class Trainer:
     ensemble_correct = dict.fromkeys(sizes, 0.0)
     total = 0
     for images, labels in dataset:
-      logits = self._eval_logits(params, images)
+      logits = self.logits(params, images)
       labels = labels.numpy()
       correct += (np.argmax(logits, -1) == labels[None]).sum(axis=1)
       probs = tf.nn.softmax(logits).numpy()
