@@ -276,6 +276,31 @@ def apply(spec: TargetSpec, params: Params, x: tf.Tensor,
   return _dense_stack(spec, params, h, num_conv)
 
 
+def apply_in_chunks(spec: TargetSpec, params: Params, x: tf.Tensor,
+                    chunk_size: int, method: str = 'grouped') -> tf.Tensor:
+  """`apply` over chunks of the batch, one after another, to bound memory.
+
+  N networks x B examples at once hold N * B feature maps; chunks hold
+  N * chunk_size. Same result as `apply`. chunk_size is a Python int on
+  purpose: with a static chunk shape the convolutions inside the loop run
+  about 10x faster on CPU than with an unknown one (BUILD_NOTES.md).
+  """
+  if chunk_size < 1:
+    raise ValueError(f'chunk_size must be positive, got {chunk_size}.')
+  b = tf.shape(x)[0]
+  padding = [[0, (-b) % chunk_size]] + [[0, 0]] * len(spec.input_shape)
+  chunks = tf.reshape(tf.pad(x, padding),
+                      [-1, chunk_size, *spec.input_shape])
+  out = tf.map_fn(
+      lambda chunk: apply(spec, params, chunk, method), chunks,
+      fn_output_signature=tf.TensorSpec([None, chunk_size, spec.output_dim],
+                                        params[0][0].dtype),
+      parallel_iterations=1)  # [chunks, N, chunk_size, C]
+  out = tf.transpose(out, [1, 0, 2, 3])
+  out = tf.reshape(out, [tf.shape(out)[0], -1, spec.output_dim])
+  return out[:, :b]
+
+
 def keras_model(spec: TargetSpec, params: Params | None = None,
                 index: int = 0):
   """A plain Keras model of one network, optionally loaded with params[index].

@@ -27,6 +27,8 @@ from hypergan_tf import data
 from hypergan_tf import hypernet
 from hypergan_tf import targets
 
+CONFIG_FILE = 'config.json'
+
 # Seeds derived from --seed for independent streams.
 _EVAL_SEED_OFFSET = 1_000_003
 
@@ -122,7 +124,9 @@ class Trainer:
       self.g_optimizer.build(self.hypernet.generator_variables)
       self.d_optimizer.build(self.hypernet.discriminator.trainable_variables)
       self.rng = tf.random.Generator.from_seed(cfg.seed)
-      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+      self.step = tf.Variable(
+          0, dtype=tf.int64, trainable=False, name='step',
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       self.mixer_pretrained = tf.Variable(False, trainable=False,
                                           name='mixer_pretrained')
       # Wall time of all sessions of this run, so resumed runs report totals.
@@ -302,6 +306,25 @@ class Trainer:
     return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
 
+def load_trainer(run_dir: str) -> Trainer:
+  """The trained HyperGAN of a run directory (its config + latest checkpoint).
+
+  Raises:
+    FileNotFoundError: run_dir holds no config or no checkpoint.
+  """
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: {run_dir!r} is not a run '
+                            'directory of scripts/train.py.')
+  with open(path) as f:
+    cfg = config_lib.TrainConfig(**{**json.load(f), 'run_dir': run_dir})
+  trainer = Trainer(cfg)
+  if not trainer.restore():
+    raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
+                            'first (scripts/train.py --run_dir=...).')
+  return trainer
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
   """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
@@ -328,6 +351,7 @@ def train(cfg: config_lib.TrainConfig,
   if not cfg.run_dir:
     raise ValueError('--run_dir is required.')
   os.makedirs(cfg.run_dir, exist_ok=True)
+  write_json(os.path.join(cfg.run_dir, CONFIG_FILE), cfg.to_dict())
   trainer = Trainer(cfg, strategy)
   resumed = trainer.restore()
   start_step = int(trainer.step.numpy())

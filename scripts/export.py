@@ -1,0 +1,43 @@
+"""Exports a trained HyperGAN as a SavedModel with serving signatures.
+
+  python scripts/export.py --run_dir=runs/mnist --export_dir=exports/mnist/1
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from hypergan_tf import export
+from hypergan_tf import training
+
+_RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory of '
+                               'scripts/train.py.', required=True)
+_EXPORT_DIR = flags.DEFINE_string(
+    'export_dir', None, 'Where to write the SavedModel (default: '
+    '<run_dir>/export/1; TF Serving wants a numbered version directory).')
+_MAX_NETWORKS = flags.DEFINE_integer(
+    'max_networks', 1000, 'Largest num_networks the signatures accept.',
+    lower_bound=1)
+_OVERWRITE = flags.DEFINE_bool('overwrite', False,
+                               'Replace an existing export directory.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  export_dir = _EXPORT_DIR.value or os.path.join(_RUN_DIR.value, 'export',
+                                                 '1')
+  try:
+    trainer = training.load_trainer(_RUN_DIR.value)
+    export.export(trainer.hypernet, export_dir, _MAX_NETWORKS.value,
+                  _OVERWRITE.value)
+  except (FileNotFoundError, FileExistsError, RuntimeError, ValueError) as e:
+    raise SystemExit(f'error: {e}') from None
+  logging.info('Exported step %d of %s to %s', int(trainer.step.numpy()),
+               _RUN_DIR.value, export_dir)
+
+
+if __name__ == '__main__':
+  app.run(main)

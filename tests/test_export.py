@@ -1,0 +1,142 @@
+"""SavedModel export, loaded where hypergan_tf cannot be imported."""
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hypergan_tf import config
+from hypergan_tf import export
+from hypergan_tf import targets
+from hypergan_tf import training
+from tests.conftest import REPO
+from tests.conftest import TINY
+
+# Runs with `python -I` in an empty directory, hypergan_tf blocked outright.
+_CLIENT = textwrap.dedent('''
+    import json, sys
+    sys.modules['hypergan_tf'] = None  # Any import of it now fails.
+    try:
+      import hypergan_tf
+      raise SystemExit('hypergan_tf was importable')
+    except ImportError:
+      pass
+    import numpy as np
+    import tensorflow as tf
+
+    export_dir, out = sys.argv[1], sys.argv[2]
+    model = tf.saved_model.load(export_dir)
+    images = tf.constant(np.load(out + '.images.npy'))
+    params = model.signatures['sample_parameters'](num_networks=tf.constant(3))
+    logits = model.signatures['predict_with_parameters'](
+        images=images, **params)['logits']
+    pred = model.signatures['predict'](images=images,
+                                       num_networks=tf.constant(7))
+    errors = {}
+    bad_calls = {
+        'zero_networks': lambda: model.signatures['predict'](
+            images=images, num_networks=tf.constant(0)),
+        'too_many_networks': lambda: model.signatures['predict'](
+            images=images, num_networks=tf.constant(10**6)),
+        'pixels_0_255': lambda: model.signatures['predict'](
+            images=images * 255.0, num_networks=tf.constant(2)),
+        'wrong_shape': lambda: model.signatures['predict'](
+            images=tf.zeros([2, 32, 32, 3]), num_networks=tf.constant(2)),
+        'wrong_dtype': lambda: model.signatures['predict'](
+            images=tf.zeros([2, 28, 28, 1], tf.uint8),
+            num_networks=tf.constant(2)),
+    }
+    for name, call in bad_calls.items():
+      try:
+        call()
+        errors[name] = None
+      except Exception as e:
+        errors[name] = str(e)[:2000]
+    np.savez(out, logits=logits.numpy(), **{k: v.numpy() for k, v in
+             params.items()}, **{'pred_' + k: v.numpy() for k, v in
+             pred.items()})
+    with open(out + '.errors.json', 'w') as f:
+      json.dump(errors, f)
+''')
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory, tfds_dir):
+  """A tiny model trained a few steps by scripts/train.py, then exported."""
+  run_dir = tmp_path_factory.mktemp('run')
+  training.train(config.TrainConfig(run_dir=str(run_dir), data_dir=tfds_dir,
+                                    download=False, **TINY))
+  export_dir = run_dir / 'export' / '1'
+  out = subprocess.run(
+      [sys.executable, 'scripts/export.py', f'--run_dir={run_dir}',
+       f'--export_dir={export_dir}', '--max_networks=50'],
+      capture_output=True, text=True, cwd=REPO, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return run_dir, export_dir
+
+
+def test_isolated_client_matches_in_process_pass(exported, tmp_path):
+  run_dir, export_dir = exported
+  images = np.random.default_rng(0).uniform(size=(6, 28, 28, 1)).astype(
+      np.float32)
+  out = tmp_path / 'client'
+  np.save(str(out) + '.images.npy', images)
+  script = tmp_path / 'client.py'
+  script.write_text(_CLIENT)
+  done = subprocess.run(
+      [sys.executable, '-I', str(script), str(export_dir), str(out)],
+      capture_output=True, text=True, cwd=tmp_path, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  got = np.load(str(out) + '.npz')
+
+  # The exact networks the client received give the same logits in-process.
+  spec = targets.get_target('mnist')
+  params = [(tf.constant(got[f'layer_{i}_kernel']),
+             tf.constant(got[f'layer_{i}_bias']))
+            for i in range(len(spec.layers))]
+  assert params[0][0].shape[0] == 3
+  expected = targets.apply(spec, params, tf.constant(images))
+  np.testing.assert_allclose(got['logits'], expected, rtol=1e-4, atol=1e-4)
+
+  probs, entropy = got['pred_probabilities'], got['pred_entropy']
+  assert probs.shape == (6, 10)
+  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+  assert got['pred_member_probabilities'].shape == (6, 7, 10)
+  assert np.all(entropy >= -1e-6) and np.all(entropy <= math.log(10) + 1e-5)
+
+  errors = json.loads((tmp_path / 'client.errors.json').read_text())
+  assert all(errors.values()), errors  # Every bad call raised.
+  assert 'num_networks must be in [1, 50]' in errors['zero_networks']
+  assert 'num_networks must be in [1, 50]' in errors['too_many_networks']
+  assert 'images must be float32 pixels in [0, 1]' in errors['pixels_0_255']
+
+
+def test_predict_in_chunks_equals_one_pass(exported):
+  run_dir, _ = exported
+  trainer = training.load_trainer(str(run_dir))
+  params = trainer.hypernet.sample(4)
+  x = tf.random.uniform((37, 28, 28, 1), seed=5)
+  whole = targets.apply(trainer.spec, params, x)
+  chunked = targets.apply_in_chunks(trainer.spec, params, x, 10)
+  np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_existing_export_dir_is_refused(exported):
+  run_dir, export_dir = exported
+  trainer = training.load_trainer(str(run_dir))
+  with pytest.raises(FileExistsError, match='--overwrite'):
+    export.export(trainer.hypernet, str(export_dir))
+
+
+def test_missing_run_dir_gives_clear_error(tmp_path):
+  out = subprocess.run(
+      [sys.executable, 'scripts/export.py', f'--run_dir={tmp_path}'],
+      capture_output=True, text=True, cwd=REPO, check=False)
+  assert out.returncode != 0
+  assert 'is not a run directory' in out.stderr
+  assert 'Traceback' not in out.stderr
