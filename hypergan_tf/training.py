@@ -25,6 +25,7 @@ import tensorflow as tf
 from hypergan_tf import config as config_lib
 from hypergan_tf import data
 from hypergan_tf import hypernet
+from hypergan_tf import metrics
 from hypergan_tf import targets
 
 CONFIG_FILE = 'config.json'
@@ -251,13 +252,12 @@ class Trainer:
     total = 0
     for images, labels in dataset:
       logits = self.logits(params, images)
-      labels = labels.numpy()
-      correct += (np.argmax(logits, -1) == labels[None]).sum(axis=1)
-      probs = tf.nn.softmax(logits).numpy()
+      b = len(labels)
+      correct += b * metrics.member_accuracies(logits, labels)
       for k in sizes:
-        ensemble_correct[k] += (np.argmax(probs[:k].mean(0), -1) ==
-                                labels).sum()
-      total += len(labels)
+        ensemble_correct[k] += b * metrics.accuracy(
+            metrics.ensemble_probabilities(logits[:k]), labels)
+      total += b
     if total == 0:
       raise ValueError('The evaluation dataset is empty.')
     accuracy = correct / total
