@@ -29,7 +29,7 @@ class TrainConfig:
   """Everything a training run depends on; each field is also a flag."""
   run_dir: str = _field('', 'Directory for checkpoints, TensorBoard '
                         'summaries and results.json; rerunning resumes it.')
-  dataset: str = _field('mnist', 'TFDS dataset.', choices=data.SUPPORTED)
+  dataset: str = _field('mnist', 'TFDS dataset.', choices=data.TRAINABLE)
   target: str = _field('mnist', 'Target network spec.',
                        choices=tuple(sorted(targets.TARGETS)))
   data_dir: str | None = _field(

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-
+from hypergan_tf.datasets import not_mnist
 
 class DatasetShape(NamedTuple):
   image_shape: tuple[int, ...]
@@ -26,8 +26,10 @@ class DatasetShape(NamedTuple):
 SHAPES: dict[str, DatasetShape] = {
     'mnist': DatasetShape((28, 28, 1), 10),
     'cifar10': DatasetShape((32, 32, 3), 10),
+    'not_mnist': DatasetShape((28, 28, 1), 10),  # Test split only (OOD).
 }
 SUPPORTED = tuple(SHAPES)
+TRAINABLE = ('mnist', 'cifar10')
 
 
 class DatasetNotFoundError(RuntimeError):
@@ -40,15 +42,26 @@ def resolve_data_dir(data_dir: str | None = None) -> str:
                             tfds.core.constants.DATA_DIR)
 
 
-def builder(name: str, data_dir: str | None = None,
-            download: bool = True) -> tfds.core.DatasetBuilder:
-  """A prepared TFDS builder, downloading when allowed and needed."""
+def builder(name: str, data_dir: str | None = None, download: bool = True,
+            manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """A prepared TFDS builder, downloading when allowed and needed.
+
+  notMNIST is built by the project's own builder from the archive in
+  manual_dir, into data_dir (which must then be writable).
+  """
   if name not in SUPPORTED:
     raise ValueError(f'Unknown dataset {name!r}; choose one of {SUPPORTED}.')
   data_dir = resolve_data_dir(data_dir)
   b = tfds.builder(name, data_dir=data_dir)
   if b.is_prepared():
     return b
+  if name == 'not_mnist':
+    if manual_dir:
+      return not_mnist.prepare(data_dir, manual_dir)
+    raise DatasetNotFoundError(
+        f'notMNIST is not prepared in {data_dir}; pass the directory holding '
+        f'{not_mnist.ARCHIVE_NAME} as manual_dir (--manual_dir). '
+        f'{not_mnist.NotMnist.MANUAL_DOWNLOAD_INSTRUCTIONS}')
   how = (f'Either point --data_dir (or TFDS_DATA_DIR) at a directory that '
          f'holds {name}/{b.version}, or run once with internet access and '
          f'--download so TFDS fetches it (python -c "import '
@@ -83,8 +96,8 @@ def _normalise(image: tf.Tensor, label: tf.Tensor):
 
 
 def load(name: str, split: str, batch_size: int, *, training: bool,
-         seed: int = 0, data_dir: str | None = None,
-         download: bool = True) -> tf.data.Dataset:
+         seed: int = 0, data_dir: str | None = None, download: bool = True,
+         manual_dir: str | None = None) -> tf.data.Dataset:
   """A batched, normalised dataset.
 
   Args:
@@ -96,13 +109,14 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
     seed: shuffle seed.
     data_dir: TFDS data directory (see `resolve_data_dir`).
     download: allow TFDS to download a missing dataset.
+    manual_dir: where notMNIST's archive is (see `builder`).
 
   Returns:
     A dataset of (images [B, H, W, C] float32 in [0, 1], labels [B] int32).
   """
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive, got {batch_size}.')
-  ds = builder(name, data_dir, download).as_dataset(
+  ds = builder(name, data_dir, download, manual_dir).as_dataset(
       split=split, as_supervised=True, shuffle_files=False)
   ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE).cache()
   if training:

@@ -53,6 +53,7 @@ def brier_score(probs: tf.Tensor, labels: tf.Tensor) -> float:
 def expected_calibration_error(probs: tf.Tensor, labels: tf.Tensor,
                                num_bins: int = 15) -> float:
   """ECE over confidence bins (TFP's estimator)."""
+  probs = tf.cast(probs, tf.float32)
   return float(tfp.stats.expected_calibration_error(
       num_bins, logits=tf.math.log(tf.maximum(probs, _EPS)),
       labels_true=tf.cast(labels, tf.int32)))

@@ -1,0 +1,215 @@
+"""Evaluation of a trained model: accuracy, calibration, OOD, diversity.
+
+Works on member logits [N, B, C], so any model that can give them (a sampled
+HyperGAN, an ensemble) is evaluated the same way. Metric names follow
+`split/metric_n<members>`, e.g. 'test/accuracy_n10', 'ood/not_mnist_auroc_n100'.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import tensorflow as tf
+
+from hypergan_tf import metrics
+
+LogitsFn = Callable[[tf.Tensor], tf.Tensor]  # images [B, ...] -> [N, B, C]
+
+
+def collect(logits_fn: LogitsFn, dataset: Iterable
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Runs the members over a dataset: (logits [N, B, C], labels, images)."""
+  logits, labels, images = [], [], []
+  for x, y in dataset:
+    logits.append(np.asarray(logits_fn(x)))
+    labels.append(np.asarray(y))
+    images.append(np.asarray(x))
+  if not logits:
+    raise ValueError('The evaluation dataset is empty.')
+  return (np.concatenate(logits, axis=1), np.concatenate(labels),
+          np.concatenate(images))
+
+
+def classification(logits: np.ndarray, labels: np.ndarray,
+                   sizes: Iterable[int] = (1, 5, 10, 100),
+                   split: str = 'test') -> dict[str, float]:
+  """Accuracy, NLL, Brier and ECE of single members and of ensembles.
+
+  N = 1 is reported as mean and std over all members; N = k > 1 is the
+  ensemble of the first k members (mean of softmax).
+  """
+  logits = np.asarray(logits, np.float32)
+  n = logits.shape[0]
+  out = {}
+  single = metrics.member_accuracies(logits, labels)
+  out[f'{split}/accuracy_n1'] = float(single.mean())
+  out[f'{split}/accuracy_n1_std'] = float(single.std())
+  per_member = {'nll': [], 'brier': [], 'ece': []}
+  for member in logits:
+    probs = tf.nn.softmax(member)
+    per_member['nll'].append(metrics.negative_log_likelihood(probs, labels))
+    per_member['brier'].append(metrics.brier_score(probs, labels))
+    per_member['ece'].append(
+        metrics.expected_calibration_error(probs, labels))
+  for name, values in per_member.items():
+    out[f'{split}/{name}_n1'] = float(np.mean(values))
+  for k in sizes:
+    if k <= 1 or k > n:
+      continue
+    probs = metrics.ensemble_probabilities(logits[:k])
+    out[f'{split}/accuracy_n{k}'] = metrics.accuracy(probs, labels)
+    out[f'{split}/nll_n{k}'] = metrics.negative_log_likelihood(probs, labels)
+    out[f'{split}/brier_n{k}'] = metrics.brier_score(probs, labels)
+    out[f'{split}/ece_n{k}'] = metrics.expected_calibration_error(probs,
+                                                                  labels)
+  return out
+
+
+def ensemble_entropy(logits: np.ndarray, k: int) -> np.ndarray:
+  """Predictive entropy of the first k members' mean softmax: [B]."""
+  return metrics.entropy(metrics.ensemble_probabilities(logits[:k])).numpy()
+
+
+def out_of_distribution(in_logits: np.ndarray, out_logits: np.ndarray,
+                        name: str, sizes: Iterable[int] = (10, 100)
+                        ) -> dict[str, float]:
+  """AUROC, AUPR and FPR@95%TPR of ensemble entropy, OOD = positive."""
+  out = {}
+  for k in sizes:
+    if k > min(in_logits.shape[0], out_logits.shape[0]):
+      continue
+    scores = metrics.ood_detection(ensemble_entropy(in_logits, k),
+                                   ensemble_entropy(out_logits, k))
+    for metric, value in scores.items():
+      out[f'ood/{name}_{metric}_n{k}'] = value
+  return out
+
+
+def diversity(params) -> dict[str, float]:
+  """Mean and std over networks of each layer's parameter L2 norm."""
+  out = {}
+  for i, (mean, std) in enumerate(metrics.parameter_norms(params)):
+    out[f'diversity/layer_{i}_norm_mean'] = mean
+    out[f'diversity/layer_{i}_norm_std'] = std
+  return out
+
+
+def report(results: dict[str, float], title: str,
+           figures: Iterable[str] = ()) -> str:
+  """A markdown report: one table per metric family, then the figures."""
+  lines = [f'# {title}', '']
+  families: dict[str, list[tuple[str, float]]] = {}
+  for key, value in sorted(results.items()):
+    families.setdefault(key.split('/')[0], []).append((key, value))
+  for family, rows in families.items():
+    lines += [f'## {family}', '', '| metric | value |', '| --- | --- |']
+    lines += [f'| `{key}` | {value:.4f} |' for key, value in rows]
+    lines.append('')
+  for figure in figures:
+    name = os.path.basename(figure)
+    lines += [f'![{name}]({name})', '']
+  return '\n'.join(lines)
+
+
+def summary(results: dict[str, Any]) -> str:
+  """One line per headline number, for the console."""
+  keys = [k for k in results if k.startswith(('test/accuracy', 'ood/')) and
+          ('auroc' in k or 'accuracy' in k)]
+  return '\n'.join(f'{k}: {results[k]:.4f}' for k in sorted(keys))
+
+
+OOD_DATASETS = {'mnist': 'not_mnist'}  # Training dataset -> its OOD set.
+
+
+def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
+                 data_dir: str | None = None, ood_data_dir: str | None = None,
+                 manual_dir: str | None = None,
+                 batch_size: int = 100) -> dict[str, Any]:
+  """Evaluates the model of a run directory; writes <run_dir>/eval/.
+
+  Writes metrics.json, report.md and PNG figures: reliability diagram,
+  entropy eCDFs (in-distribution vs OOD), first-layer filters, the most
+  uncertain test images and the most confident OOD images.
+
+  Args:
+    run_dir: a run directory of scripts/train.py.
+    num_networks: networks sampled (the largest ensemble evaluated).
+    seed: seed of the sampled networks.
+    data_dir: TFDS directory of the training dataset.
+    ood_data_dir: writable TFDS directory for the project-built OOD set
+      (default: <run_dir>/eval/tfds).
+    manual_dir: directory holding the OOD archive (notMNIST_small.tar.gz).
+    batch_size: images per forward pass of all networks.
+
+  Returns:
+    The metrics dict written to metrics.json.
+  """
+  # Imported here: evaluation of plain logits needs neither.
+  from hypergan_tf import data  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import training  # pylint: disable=g-import-not-at-top
+
+  out_dir = os.path.join(run_dir, 'eval')
+  os.makedirs(out_dir, exist_ok=True)
+  trainer = training.load_trainer(run_dir)
+  cfg = trainer.cfg
+  params = trainer.sample_eval_params(num_networks, seed)
+  logits_fn = lambda x: trainer.logits(params, x)
+  test = data.load(cfg.dataset, 'test', batch_size, training=False,
+                   data_dir=data_dir or cfg.data_dir, download=cfg.download)
+  logits, labels, images = collect(logits_fn, test)
+  results: dict[str, Any] = classification(logits, labels)
+  results.update(diversity(params))
+  num_classes = logits.shape[-1]
+  paths = []
+  probs = metrics.ensemble_probabilities(logits[:min(10, num_networks)])
+  paths.append(figures.reliability_diagram(
+      probs.numpy(), labels, os.path.join(out_dir, 'reliability.png'),
+      title=f'Reliability, ensemble of {min(10, num_networks)}'))
+  paths.append(figures.first_layer_filters(
+      params[0][0].numpy(), os.path.join(out_dir, 'filters.png')))
+  k = num_networks
+  in_entropy = ensemble_entropy(logits, k)
+  order = np.argsort(-in_entropy)[:16]
+  paths.append(figures.image_grid(
+      images[order], [f'y={labels[i]} H={in_entropy[i]:.2f}' for i in order],
+      os.path.join(out_dir, 'uncertain_test.png'),
+      f'Most uncertain {cfg.dataset} test images (N={k})'))
+  ood_name = OOD_DATASETS.get(cfg.dataset)
+  if ood_name:
+    ood = data.load(ood_name, 'test', batch_size, training=False,
+                    data_dir=ood_data_dir or os.path.join(out_dir, 'tfds'),
+                    manual_dir=manual_dir, download=False)
+    ood_logits, _, ood_images = collect(logits_fn, ood)
+    results.update(out_of_distribution(logits, ood_logits, ood_name))
+    entropies = {}
+    for size in (10, 100):
+      if size <= num_networks:
+        entropies[f'{cfg.dataset} N={size}'] = ensemble_entropy(logits, size)
+        entropies[f'{ood_name} N={size}'] = ensemble_entropy(ood_logits, size)
+    paths.append(figures.entropy_ecdf(
+        entropies, os.path.join(out_dir, 'entropy_ecdf.png'),
+        float(np.log(num_classes)),
+        f'Predictive entropy: {cfg.dataset} vs {ood_name}'))
+    ood_entropy = ensemble_entropy(ood_logits, k)
+    order = np.argsort(ood_entropy)[:16]
+    ood_pred = metrics.ensemble_probabilities(ood_logits[:, order]).numpy()
+    paths.append(figures.image_grid(
+        ood_images[order],
+        [f'pred {p.argmax()} H={ood_entropy[i]:.2f}'
+         for p, i in zip(ood_pred, order)],
+        os.path.join(out_dir, 'confident_ood.png'),
+        f'Most confident {ood_name} images (N={k})'))
+  results = {key: float(value) for key, value in results.items()}
+  payload = {**results, 'num_networks': num_networks, 'seed': seed,
+             'step': int(trainer.step.numpy()), 'run_dir': run_dir}
+  training.write_json(os.path.join(out_dir, 'metrics.json'), payload)
+  text = report(results, f'Evaluation of {run_dir} (step '
+                f'{payload["step"]}, {num_networks} sampled networks)', paths)
+  tmp = os.path.join(out_dir, 'report.md.tmp')
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, os.path.join(out_dir, 'report.md'))
+  return payload

@@ -1,0 +1,48 @@
+"""Evaluates a trained HyperGAN: accuracy, calibration, OOD, diversity.
+
+  python scripts/evaluate.py --run_dir=runs/mnist --manual_dir=../shared/data
+
+Writes metrics.json, report.md and PNG figures into <run_dir>/eval/.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from hypergan_tf import data
+from hypergan_tf import evaluation
+
+_RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory of '
+                               'scripts/train.py.', required=True)
+_NETWORKS = flags.DEFINE_integer('num_networks', 100, 'Networks sampled; '
+                                 'ensembles of 1, 5, 10 and 100 of them are '
+                                 'evaluated.', lower_bound=1)
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the sampled networks.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data directory of '
+                                'the training dataset (default: as trained).')
+_OOD_DATA_DIR = flags.DEFINE_string(
+    'ood_data_dir', None, 'Writable TFDS directory for notMNIST (default: '
+    '<run_dir>/eval/tfds).')
+_MANUAL_DIR = flags.DEFINE_string(
+    'manual_dir', None, 'Directory holding notMNIST_small.tar.gz (needed the '
+    'first time notMNIST is prepared).')
+_BATCH = flags.DEFINE_integer('batch_size', 100, 'Images per pass of all '
+                              'networks.', lower_bound=1)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    results = evaluation.evaluate_run(
+        _RUN_DIR.value, _NETWORKS.value, _SEED.value, _DATA_DIR.value,
+        _OOD_DATA_DIR.value, _MANUAL_DIR.value, _BATCH.value)
+  except (FileNotFoundError, RuntimeError, ValueError,
+          data.DatasetNotFoundError) as e:
+    raise SystemExit(f'error: {e}') from None
+  logging.info('Wrote %s/eval/\n%s', _RUN_DIR.value,
+               evaluation.summary(results))
+
+
+if __name__ == '__main__':
+  app.run(main)

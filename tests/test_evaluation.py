@@ -1,0 +1,74 @@
+"""Evaluation: metric tables from member logits, and the script end to end."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hypergan_tf import config
+from hypergan_tf import evaluation
+from hypergan_tf import training
+from tests.conftest import REPO
+from tests.conftest import TINY
+
+ARCHIVE_DIR = REPO.parent / 'shared' / 'data'
+
+
+def test_classification_on_hand_made_logits():
+  labels = np.array([0, 1, 1, 0])
+  confident = np.log(np.array([[0.9, 0.1], [0.1, 0.9], [0.1, 0.9],
+                               [0.9, 0.1]]))
+  wrong_on_last = confident.copy()
+  wrong_on_last[3] = confident[3, ::-1]
+  logits = np.stack([confident] * 4 + [wrong_on_last])  # 5 members.
+  out = evaluation.classification(logits, labels, sizes=(1, 5, 10))
+  assert out['test/accuracy_n1'] == pytest.approx((4 * 1.0 + 0.75) / 5)
+  assert out['test/accuracy_n5'] == 1.0
+  assert 'test/accuracy_n10' not in out  # Only 5 members.
+  assert out['test/nll_n5'] < out['test/nll_n1']
+
+
+def test_ood_from_logits_separates_confident_from_uniform():
+  rng = np.random.default_rng(0)
+  confident = np.zeros((10, 50, 10))
+  confident[..., 0] = 10.0
+  uniform = rng.normal(0, 0.01, (10, 60, 10))
+  out = evaluation.out_of_distribution(confident, uniform, 'x', sizes=(10,))
+  assert out['ood/x_auroc_n10'] == pytest.approx(1.0, abs=1e-3)
+  assert out['ood/x_fpr_at_95_tpr_n10'] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_report_lists_every_metric():
+  text = evaluation.report({'test/accuracy_n1': 0.5, 'ood/x_auroc_n10': 0.9},
+                           'T', ['/a/b/fig.png'])
+  assert '`test/accuracy_n1` | 0.5000' in text
+  assert '## ood' in text and '![fig.png](fig.png)' in text
+
+
+def test_evaluate_script_writes_every_file(tfds_dir, tmp_path):
+  if not (ARCHIVE_DIR / 'notMNIST_small.tar.gz').exists():
+    pytest.fail(f'notMNIST archive not found in {ARCHIVE_DIR}.')
+  run_dir = tmp_path / 'run'
+  training.train(config.TrainConfig(run_dir=str(run_dir), data_dir=tfds_dir,
+                                    download=False, **TINY))
+  out = subprocess.run(
+      [sys.executable, 'scripts/evaluate.py', f'--run_dir={run_dir}',
+       '--num_networks=10', f'--manual_dir={ARCHIVE_DIR}',
+       f'--ood_data_dir={tmp_path / "tfds"}'],
+      capture_output=True, text=True, cwd=REPO, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  eval_dir = run_dir / 'eval'
+  for name in ('metrics.json', 'report.md', 'reliability.png',
+               'entropy_ecdf.png', 'filters.png', 'uncertain_test.png',
+               'confident_ood.png'):
+    assert (eval_dir / name).stat().st_size > 0, name
+  results = json.loads((eval_dir / 'metrics.json').read_text())
+  for key in ('test/accuracy_n1', 'test/accuracy_n1_std', 'test/accuracy_n5',
+              'test/accuracy_n10', 'test/nll_n10', 'test/ece_n10',
+              'test/brier_n10', 'ood/not_mnist_auroc_n10',
+              'ood/not_mnist_aupr_n10', 'ood/not_mnist_fpr_at_95_tpr_n10',
+              'diversity/layer_0_norm_mean', 'diversity/layer_2_norm_std'):
+    assert key in results, key
+  assert 0.0 <= results['ood/not_mnist_auroc_n10'] <= 1.0
