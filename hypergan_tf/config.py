@@ -67,7 +67,9 @@ class TrainConfig:
   batch_norm: bool = _field(True, 'BatchNorm in mixer and generators.')
   init_gain: float = _field(1.0, 'Generated kernels start at init_gain x He '
                             'scale.', 0.0)
-  forward_method: str = _field('grouped', 'How conv layers batch over '
+  # 'loop' measured fastest on CPU for the train step at every N
+  # (benchmarks/throughput.py, BUILD_NOTES.md); all methods agree exactly.
+  forward_method: str = _field('loop', 'How conv layers batch over '
                                'sampled networks.',
                                choices=targets.FORWARD_METHODS)
   log_every: int = _field(100, 'Steps between progress lines and training '
