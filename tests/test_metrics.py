@@ -73,6 +73,21 @@ def test_ood_auroc_matches_pair_counting():
       pairs, abs=2e-3)
 
 
+def test_ood_fpr_at_95_tpr_with_scores_crowded_near_zero():
+  """Entropies of confident inputs sit within 1e-4 of zero; still exact."""
+  rng = np.random.default_rng(2)
+  inside = rng.exponential(1e-5, 5000)
+  outside = np.concatenate([rng.exponential(1e-5, 400),
+                            rng.uniform(0.1, 2.0, 3600)])
+  threshold = np.quantile(outside, 0.05)
+  expected_fpr = (inside >= threshold).mean()
+  pairs = (outside[None, :] > inside[:, None]).mean()
+  out = metrics.ood_detection(inside, outside)
+  assert 0.2 < expected_fpr < 0.9  # Neither trivial case.
+  assert out['fpr_at_95_tpr'] == pytest.approx(expected_fpr, abs=5e-3)
+  assert out['auroc'] == pytest.approx(pairs, abs=2e-3)
+
+
 def test_parameter_norms():
   kernel = tf.constant([[[3.0]], [[0.0]]])  # Two networks, 1x1 kernels.
   bias = tf.constant([[4.0], [1.0]])
