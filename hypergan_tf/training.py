@@ -427,6 +427,7 @@ def train(cfg: config_lib.TrainConfig,
     for name, value in final.items():
       tf.summary.scalar(f'test/{name}', value, step=cfg.steps)
   writer.flush()
+  trainer.save(clock)  # Again, so a resumed run's wall time counts the eval.
   results = {
       'test_accuracy_single': final['accuracy_single'],
       **{f'test_{k}': v for k, v in final.items() if k != 'accuracy_single'},
