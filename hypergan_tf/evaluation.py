@@ -208,8 +208,5 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   training.write_json(os.path.join(out_dir, 'metrics.json'), payload)
   text = report(results, f'Evaluation of {run_dir} (step '
                 f'{payload["step"]}, {num_networks} sampled networks)', paths)
-  tmp = os.path.join(out_dir, 'report.md.tmp')
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, os.path.join(out_dir, 'report.md'))
+  training.write_text(os.path.join(out_dir, 'report.md'), text)
   return payload

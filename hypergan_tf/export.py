@@ -22,6 +22,7 @@ import os
 import tensorflow as tf
 
 from hypergan_tf import hypernet as hypernet_lib
+from hypergan_tf import metrics
 from hypergan_tf import targets
 
 # Examples evaluated at once by all sampled networks (bounds peak memory:
@@ -93,11 +94,9 @@ class ServingModule(tf.Module):
     logits = self._logits(images, params)
     members = tf.nn.softmax(logits)  # [N, B, C]
     mean = tf.reduce_mean(members, axis=0)
-    entropy = -tf.reduce_sum(
-        tf.math.multiply_no_nan(tf.math.log(mean), mean), axis=-1)
     return {
         'probabilities': mean,
-        'entropy': entropy,
+        'entropy': metrics.entropy(mean),
         'member_probabilities': tf.transpose(members, [1, 0, 2]),
     }
 

@@ -34,15 +34,20 @@ CONFIG_FILE = 'config.json'
 _EVAL_SEED_OFFSET = 1_000_003
 
 
-def write_json(path: str, payload: dict[str, Any]) -> None:
-  """Writes JSON atomically (temp file + rename): never a half-written file."""
+def write_text(path: str, text: str) -> None:
+  """Writes a file atomically (temp file + rename): never half-written."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   with tempfile.NamedTemporaryFile('w', dir=directory, delete=False,
                                    suffix='.tmp') as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
+    f.write(text)
     tmp = f.name
   os.replace(tmp, path)
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+  """Writes JSON atomically (see `write_text`)."""
+  write_text(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def learning_rate_schedule(cfg: config_lib.TrainConfig):
@@ -376,9 +381,9 @@ def train(cfg: config_lib.TrainConfig,
     try:
       while int(trainer.step.numpy()) < cfg.steps:
         images, labels = next(dist_train)
-        metrics = trainer.train_step(images, labels)
+        losses = trainer.train_step(images, labels)
         step = int(trainer.step.numpy())
-        for name, value in metrics.items():
+        for name, value in losses.items():
           if not math.isfinite(value):
             raise NonFiniteLossError(
                 f'Training stopped at step {step}: {name} = {value}. The last '
@@ -448,5 +453,5 @@ def train(cfg: config_lib.TrainConfig,
   return results
 
 
-def _fmt(metrics: dict[str, float]) -> str:
-  return '  '.join(f'{k} {v:.4f}' for k, v in metrics.items())
+def _fmt(values: dict[str, float]) -> str:
+  return '  '.join(f'{k} {v:.4f}' for k, v in values.items())
