@@ -149,16 +149,17 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   # Imported here: evaluation of plain logits needs neither.
   from hypergan_tf import data  # pylint: disable=g-import-not-at-top
   from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import members  # pylint: disable=g-import-not-at-top
   from hypergan_tf import training  # pylint: disable=g-import-not-at-top
 
   out_dir = os.path.join(run_dir, 'eval')
   os.makedirs(out_dir, exist_ok=True)
-  trainer = training.load_trainer(run_dir)
-  cfg = trainer.cfg
-  params = trainer.sample_eval_params(num_networks, seed)
-  logits_fn = lambda x: trainer.logits(params, x)
-  test = data.load(cfg.dataset, 'test', batch_size, training=False,
-                   data_dir=data_dir or cfg.data_dir, download=cfg.download)
+  model = members.load(run_dir)
+  dataset = model.dataset
+  params = model.sample(num_networks, seed)
+  logits_fn = lambda x: model.logits(params, x)
+  test = data.load(dataset, 'test', batch_size, training=False,
+                   data_dir=data_dir or model.data_dir, download=False)
   logits, labels, images = collect(logits_fn, test)
   results: dict[str, Any] = classification(logits, labels)
   results.update(diversity(params))
@@ -176,8 +177,8 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   paths.append(figures.image_grid(
       images[order], [f'y={labels[i]} H={in_entropy[i]:.2f}' for i in order],
       os.path.join(out_dir, 'uncertain_test.png'),
-      f'Most uncertain {cfg.dataset} test images (N={k})'))
-  ood_name = OOD_DATASETS.get(cfg.dataset)
+      f'Most uncertain {dataset} test images (N={k})'))
+  ood_name = OOD_DATASETS.get(dataset)
   if ood_name:
     ood = data.load(ood_name, 'test', batch_size, training=False,
                     data_dir=ood_data_dir or os.path.join(out_dir, 'tfds'),
@@ -187,12 +188,12 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
     entropies = {}
     for size in (10, 100):
       if size <= num_networks:
-        entropies[f'{cfg.dataset} N={size}'] = ensemble_entropy(logits, size)
+        entropies[f'{dataset} N={size}'] = ensemble_entropy(logits, size)
         entropies[f'{ood_name} N={size}'] = ensemble_entropy(ood_logits, size)
     paths.append(figures.entropy_ecdf(
         entropies, os.path.join(out_dir, 'entropy_ecdf.png'),
         float(np.log(num_classes)),
-        f'Predictive entropy: {cfg.dataset} vs {ood_name}'))
+        f'Predictive entropy: {dataset} vs {ood_name}'))
     ood_entropy = ensemble_entropy(ood_logits, k)
     order = np.argsort(ood_entropy)[:16]
     ood_pred = metrics.ensemble_probabilities(ood_logits[:, order]).numpy()
@@ -204,7 +205,7 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
         f'Most confident {ood_name} images (N={k})'))
   results = {key: float(value) for key, value in results.items()}
   payload = {**results, 'num_networks': num_networks, 'seed': seed,
-             'step': int(trainer.step.numpy()), 'run_dir': run_dir}
+             'step': model.step, 'run_dir': run_dir}
   training.write_json(os.path.join(out_dir, 'metrics.json'), payload)
   text = report(results, f'Evaluation of {run_dir} (step '
                 f'{payload["step"]}, {num_networks} sampled networks)', paths)
