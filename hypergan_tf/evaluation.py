@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -155,6 +156,10 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   out_dir = os.path.join(run_dir, 'eval')
   os.makedirs(out_dir, exist_ok=True)
   model = members.load(run_dir)
+  if model.max_members is not None and num_networks > model.max_members:
+    logging.warning('%s has %d members; evaluating %d, not %d.', run_dir,
+                    model.max_members, model.max_members, num_networks)
+    num_networks = model.max_members
   dataset = model.dataset
   params = model.sample(num_networks, seed)
   logits_fn = lambda x: model.logits(params, x)

@@ -29,6 +29,7 @@ class Members(Protocol):
   dataset: str  # The training dataset (TFDS name or subset).
   data_dir: str | None  # Its TFDS directory as trained (None: default).
   step: int  # Training steps done, for reports.
+  max_members: int | None  # Most members sample() can give; None: any.
 
   def sample(self, num_members: int, seed: int) -> Params:
     """Parameters of num_members members, reproducible from seed."""
@@ -47,6 +48,7 @@ class HyperGanMembers:
     self.dataset = trainer.cfg.dataset
     self.data_dir = trainer.cfg.data_dir
     self.step = int(trainer.step.numpy())
+    self.max_members = None
 
   def sample(self, num_members: int, seed: int) -> Params:
     return self.trainer.sample_eval_params(num_members, seed)
