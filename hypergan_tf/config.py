@@ -29,7 +29,9 @@ class TrainConfig:
   """Everything a training run depends on; each field is also a flag."""
   run_dir: str = _field('', 'Directory for checkpoints, TensorBoard '
                         'summaries and results.json; rerunning resumes it.')
-  dataset: str = _field('mnist', 'TFDS dataset.', choices=data.TRAINABLE)
+  dataset: str = _field('mnist', 'Dataset: a TFDS dataset, a fixed subset '
+                        '(mnist5000, cifar10_5000, cifar5) or the 1-D '
+                        'toy_regression.', choices=data.TRAINABLE)
   target: str = _field('mnist', 'Target network spec.',
                        choices=tuple(sorted(targets.TARGETS)))
   data_dir: str | None = _field(
@@ -98,16 +100,17 @@ class TrainConfig:
       raise ValueError(f'--learning_rate must be positive, got '
                        f'{self.learning_rate}.')
     spec = self.spec
-    info = data.SHAPES[self.dataset]
-    if tuple(spec.input_shape) != info.image_shape:
+    info = data.DATASETS[self.dataset]
+    if tuple(spec.input_shape) != info.input_shape:
       raise ValueError(
           f'Target {self.target!r} takes inputs {spec.input_shape} but '
-          f'dataset {self.dataset!r} has images {info.image_shape}; pick a '
+          f'dataset {self.dataset!r} has examples {info.input_shape}; pick a '
           'matching --target.')
-    if spec.output_dim != info.num_classes:
+    if spec.output_dim != info.num_outputs:
       raise ValueError(
           f'Target {self.target!r} has {spec.output_dim} outputs but dataset '
-          f'{self.dataset!r} has {info.num_classes} classes.')
+          f'{self.dataset!r} needs {info.num_outputs}; pick a matching '
+          '--target.')
     if self.warmup_steps >= self.steps:
       raise ValueError(f'--warmup_steps ({self.warmup_steps}) must be smaller '
                        f'than --steps ({self.steps}).')
@@ -116,6 +119,11 @@ class TrainConfig:
   @property
   def spec(self) -> targets.TargetSpec:
     return targets.get_target(self.target)
+
+  @property
+  def task(self) -> str:
+    """'classification' or 'regression', from the dataset."""
+    return data.DATASETS[self.dataset].task
 
   @property
   def hypernet(self) -> hypernet.HyperNetConfig:

@@ -1,36 +1,72 @@
-"""tf.data pipelines backed by TensorFlow Datasets.
+"""tf.data pipelines backed by TensorFlow Datasets, and the paper's subsets.
 
-Images come out as float32 in [0, 1] (the pixel range attacks clip to) and
-labels as int32. The data directory is `data_dir`, else `TFDS_DATA_DIR`, else
+`DATASETS` names every dataset an experiment uses: TFDS datasets, fixed
+subsets of them defined in code (MNIST-5000, CIFAR-10-5000, CIFAR-5 and its
+OOD split), notMNIST (the project's own TFDS builder) and the synthetic 1-D
+regression. A split is read into memory once (uint8 images), so subsets are
+plain index arrays and the training order is a pure function of the seed and
+the step. Images come out as float32 in [0, 1] (the pixel range attacks clip
+to) and labels as int32. The data directory is `data_dir`, else `TFDS_DATA_DIR`, else
 TFDS' default; when the dataset is not prepared there and cannot be
 downloaded, `DatasetNotFoundError` names the directory and the fix.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import socket
-from typing import NamedTuple
+
+import numpy as np
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from hypergan_tf.datasets import not_mnist
 
-class DatasetShape(NamedTuple):
-  image_shape: tuple[int, ...]
-  num_classes: int
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """What a dataset name means: a TFDS dataset, a fixed subset, or synthetic.
+
+  Attributes:
+    input_shape: shape of one example.
+    num_outputs: classes (classification) or 1 (regression).
+    source: TFDS name the examples come from, or 'synthetic'.
+    classes: keep only these labels, renumbered 0..k-1 in this order.
+    train_size: a stratified subset of the 'train' split, train_size /
+      num_outputs examples per class, drawn with SUBSET_SEED.
+    splits: the splits this dataset has.
+    task: 'classification' or 'regression'.
+  """
+  input_shape: tuple[int, ...]
+  num_outputs: int
+  source: str
+  classes: tuple[int, ...] | None = None
+  train_size: int | None = None
+  splits: tuple[str, ...] = ('train', 'test')
+  task: str = 'classification'
 
 
 # Known without touching the disk, so configs are checked before any work.
-SHAPES: dict[str, DatasetShape] = {
-    'mnist': DatasetShape((28, 28, 1), 10),
-    'cifar10': DatasetShape((32, 32, 3), 10),
-    'not_mnist': DatasetShape((28, 28, 1), 10),  # Test split only (OOD).
+DATASETS: dict[str, DatasetSpec] = {
+    'mnist': DatasetSpec((28, 28, 1), 10, 'mnist'),
+    'mnist5000': DatasetSpec((28, 28, 1), 10, 'mnist', train_size=5000),
+    'cifar10': DatasetSpec((32, 32, 3), 10, 'cifar10'),
+    'cifar10_5000': DatasetSpec((32, 32, 3), 10, 'cifar10', train_size=5000),
+    # CIFAR-5: the first five classes (airplane, automobile, bird, cat, deer);
+    # its out-of-distribution set is the test images of the other five.
+    'cifar5': DatasetSpec((32, 32, 3), 5, 'cifar10', classes=(0, 1, 2, 3, 4)),
+    'cifar5_ood': DatasetSpec((32, 32, 3), 5, 'cifar10',
+                              classes=(5, 6, 7, 8, 9), splits=('test',)),
+    'not_mnist': DatasetSpec((28, 28, 1), 10, 'not_mnist', splits=('test',)),
+    # Paper, Sec. 4.3: 20 points x ~ U[-4, 4], y = x^3 + N(0, 3^2).
+    'toy_regression': DatasetSpec((1,), 1, 'synthetic', task='regression'),
 }
-SUPPORTED = tuple(SHAPES)
-TRAINABLE = ('mnist', 'cifar10')
-
+SUPPORTED = tuple(DATASETS)
+TRAINABLE = tuple(name for name, spec in DATASETS.items()
+                  if 'train' in spec.splits)
+SUBSET_SEED = 0  # Fixed: a subset is the same on every machine and run.
 
 class DatasetNotFoundError(RuntimeError):
   """The dataset is neither prepared in the data directory nor downloadable."""
@@ -42,6 +78,18 @@ def resolve_data_dir(data_dir: str | None = None) -> str:
                             tfds.core.constants.DATA_DIR)
 
 
+TFDS_SOURCES = ('mnist', 'cifar10', 'not_mnist')
+
+
+def get_spec(name: str) -> DatasetSpec:
+  """Looks up a dataset by name, with an error that lists the choices."""
+  try:
+    return DATASETS[name]
+  except KeyError:
+    raise ValueError(f'Unknown dataset {name!r}; choose one of '
+                     f'{list(SUPPORTED)}.') from None
+
+
 def builder(name: str, data_dir: str | None = None, download: bool = True,
             manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
   """A prepared TFDS builder, downloading when allowed and needed.
@@ -49,8 +97,9 @@ def builder(name: str, data_dir: str | None = None, download: bool = True,
   notMNIST is built by the project's own builder from the archive in
   manual_dir, into data_dir (which must then be writable).
   """
-  if name not in SUPPORTED:
-    raise ValueError(f'Unknown dataset {name!r}; choose one of {SUPPORTED}.')
+  if name not in TFDS_SOURCES:
+    raise ValueError(f'Unknown TFDS dataset {name!r}; choose one of '
+                     f'{TFDS_SOURCES}.')
   data_dir = resolve_data_dir(data_dir)
   b = tfds.builder(name, data_dir=data_dir)
   if b.is_prepared():
@@ -91,42 +140,129 @@ def _online(host: str = 'storage.googleapis.com', timeout: float = 3.0
     return False
 
 
-def _normalise(image: tf.Tensor, label: tf.Tensor):
-  return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
+def stratified_subset(labels: np.ndarray, size: int,
+                      seed: int = SUBSET_SEED) -> np.ndarray:
+  """Sorted indices of size examples, size / num_classes from each class."""
+  classes = np.unique(labels)
+  if size % len(classes):
+    raise ValueError(f'Subset size {size} is not a multiple of the '
+                     f'{len(classes)} classes.')
+  rng = np.random.default_rng(seed)
+  per_class = size // len(classes)
+  chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+            for c in classes]
+  return np.sort(np.concatenate(chosen))
+
+
+def toy_regression(split: str) -> tuple[np.ndarray, np.ndarray]:
+  """The paper's 1-D data: 20 noisy training points; test: x^3 on [-4, 4]."""
+  if split == 'train':
+    rng = np.random.default_rng(SUBSET_SEED)
+    x = rng.uniform(-4.0, 4.0, 20)
+    y = x**3 + rng.normal(0.0, 3.0, 20)
+  else:
+    x = np.linspace(-4.0, 4.0, 161)
+    y = x**3
+  return x[:, None].astype(np.float32), y.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def arrays(name: str, split: str, data_dir: str | None = None,
+           download: bool = True, manual_dir: str | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """All (examples, labels) of a split in memory, subset applied (cached).
+
+  Images stay uint8 (a fraction of the float32 size). TFDS slices such as
+  'test[:1000]' apply to the source split, before class filtering.
+  """
+  spec = get_spec(name)
+  base_split = split.split('[')[0]
+  if base_split not in spec.splits:
+    raise ValueError(f'Dataset {name!r} has no split {split!r}; it has '
+                     f'{list(spec.splits)}.')
+  if spec.source == 'synthetic':
+    return toy_regression(base_split)
+  b = builder(spec.source, data_dir, download, manual_dir)
+  images, labels = tfds.as_numpy(b.as_dataset(
+      split=split, batch_size=-1, as_supervised=True, shuffle_files=False))
+  if spec.classes is not None:
+    keep = np.isin(labels, spec.classes)
+    renumber = np.zeros(max(spec.classes) + 1, np.int64)
+    renumber[list(spec.classes)] = np.arange(len(spec.classes))
+    images, labels = images[keep], renumber[labels[keep]]
+  if spec.train_size is not None and base_split == 'train':
+    if split != 'train':
+      raise ValueError(f'{name!r} is a fixed subset of the whole train '
+                       f'split; slices like {split!r} are not supported.')
+    chosen = stratified_subset(labels, spec.train_size)
+    images, labels = images[chosen], labels[chosen]
+  labels = labels.astype(np.int32)
+  for array in (images, labels):
+    array.flags.writeable = False  # Shared by the cache.
+  return images, labels
+
+
+def training_order(num_examples: int, batch_size: int, seed: int,
+                   start_batch: int = 0) -> tf.data.Dataset:
+  """Index batches: a seeded permutation per epoch, from batch start_batch.
+
+  The order is a pure function of (seed, batch number), so a resumed run
+  continues exactly where it stopped, without storing a shuffle buffer.
+  """
+  first = start_batch * batch_size
+  epochs = tf.data.Dataset.range(first // num_examples, 2**62)
+  order = epochs.map(lambda epoch: tf.random.experimental.stateless_shuffle(
+      tf.range(num_examples, dtype=tf.int64),
+      seed=tf.stack([tf.constant(seed, tf.int64), epoch])))
+  order = order.unbatch().skip(first % num_examples)
+  return order.batch(batch_size, drop_remainder=True)
+
+
+def _normalise(examples: tf.Tensor, labels: tf.Tensor):
+  if examples.dtype == tf.uint8:
+    return tf.cast(examples, tf.float32) / 255.0, labels
+  return examples, labels
 
 
 def load(name: str, split: str, batch_size: int, *, training: bool,
-         seed: int = 0, data_dir: str | None = None, download: bool = True,
-         manual_dir: str | None = None) -> tf.data.Dataset:
+         seed: int = 0, start_batch: int = 0, data_dir: str | None = None,
+         download: bool = True, manual_dir: str | None = None
+         ) -> tf.data.Dataset:
   """A batched, normalised dataset.
 
   Args:
-    name: TFDS name, one of SUPPORTED.
-    split: TFDS split string, e.g. 'train' or 'test[:1000]'.
+    name: one of SUPPORTED.
+    split: split string, e.g. 'train' or 'test[:1000]'.
     batch_size: examples per batch.
-    training: if True, shuffle (seeded) and repeat forever with full batches;
-      if False, one pass in order, the last batch may be smaller.
+    training: if True, shuffle (seeded, per epoch) and repeat forever with
+      full batches, starting at batch start_batch; if False, one pass in
+      order, the last batch may be smaller.
     seed: shuffle seed.
+    start_batch: batches to skip (a resumed run's step), training only.
     data_dir: TFDS data directory (see `resolve_data_dir`).
     download: allow TFDS to download a missing dataset.
     manual_dir: where notMNIST's archive is (see `builder`).
 
   Returns:
-    A dataset of (images [B, H, W, C] float32 in [0, 1], labels [B] int32).
+    A dataset of (examples [B, ...] float32, images in [0, 1]; labels [B],
+    int32 classes or float32 regression targets).
   """
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive, got {batch_size}.')
-  ds = builder(name, data_dir, download, manual_dir).as_dataset(
-      split=split, as_supervised=True, shuffle_files=False)
-  ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE).cache()
+  examples, labels = arrays(name, split, data_dir, download, manual_dir)
+  if not len(labels):
+    raise ValueError(f'Split {split!r} of {name!r} is empty.')
   if training:
-    ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat().batch(batch_size, drop_remainder=True)
+    constants = (tf.constant(examples), tf.constant(labels))
+    ds = training_order(len(labels), batch_size, seed, start_batch).map(
+        lambda idx: tuple(tf.gather(c, idx) for c in constants))
   else:
+    ds = tf.data.Dataset.from_tensor_slices((examples, labels))
     ds = ds.batch(batch_size)
+  ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def num_examples(name: str, split: str, data_dir: str | None = None) -> int:
-  """Number of examples in a split, read from the prepared dataset's info."""
-  return builder(name, data_dir, download=False).info.splits[split].num_examples
+  """Number of examples in a split, subsets and class filters applied."""
+  return len(arrays(name, split, data_dir, download=False)[1])

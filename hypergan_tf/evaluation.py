@@ -121,7 +121,48 @@ def summary(results: dict[str, Any]) -> str:
   return '\n'.join(f'{k}: {results[k]:.4f}' for k in sorted(keys))
 
 
-OOD_DATASETS = {'mnist': 'not_mnist'}  # Training dataset -> its OOD set.
+def regression(model, out_dir: str, seed: int = 0,
+               sizes: Iterable[int] = (10, 100, 1000),
+               data_range: tuple[float, float] = (-4.0, 4.0)
+               ) -> tuple[dict[str, float], str]:
+  """Predictive mean and spread of a 1-D regression model (paper Fig. 2).
+
+  Members are evaluated on a grid over 1.5x the data range. Reports, per
+  ensemble size k: RMSE of the predictive mean against x^3 inside the data
+  range, and the mean predictive std inside it and beyond 1.25x its edge.
+
+  Returns:
+    (metrics, path of the figure).
+  """
+  from hypergan_tf import data  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
+  low, high = data_range
+  x = np.linspace(1.5 * low, 1.5 * high, 241).astype(np.float32)
+  truth = x**3
+  inside = (x >= low) & (x <= high)
+  outside = (x < 1.25 * low) | (x > 1.25 * high)
+  out, predictions = {}, {}
+  for k in sizes:
+    params = model.sample(k, seed)
+    outputs = np.asarray(model.logits(params, x[:, None]))[..., 0]
+    predictions[k] = outputs
+    mean, std = outputs.mean(axis=0), outputs.std(axis=0)
+    out[f'regression/rmse_inside_n{k}'] = float(
+        np.sqrt(np.mean((mean[inside] - truth[inside])**2)))
+    out[f'regression/max_error_inside_n{k}'] = float(
+        np.max(np.abs(mean[inside] - truth[inside])))
+    out[f'regression/std_inside_n{k}'] = float(std[inside].mean())
+    out[f'regression/std_outside_n{k}'] = float(std[outside].mean())
+  data_x, data_y = data.arrays(model.dataset, 'train')
+  path = figures.regression_predictive(
+      x, truth, data_x[:, 0], data_y, predictions,
+      os.path.join(out_dir, 'regression.png'), data_range)
+  return out, path
+
+
+# Training dataset -> its out-of-distribution set.
+OOD_DATASETS = {'mnist': 'not_mnist', 'mnist5000': 'not_mnist',
+                'cifar5': 'cifar5_ood'}
 
 
 def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
@@ -151,7 +192,6 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   from hypergan_tf import data  # pylint: disable=g-import-not-at-top
   from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
   from hypergan_tf import members  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import training  # pylint: disable=g-import-not-at-top
 
   out_dir = os.path.join(run_dir, 'eval')
   os.makedirs(out_dir, exist_ok=True)
@@ -161,6 +201,10 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
                     model.max_members, model.max_members, num_networks)
     num_networks = model.max_members
   dataset = model.dataset
+  if data.DATASETS[dataset].task == 'regression':
+    results, path = regression(model, out_dir, seed)
+    return _write(results, [path], out_dir, num_networks, seed, model.step,
+                  run_dir)
   params = model.sample(num_networks, seed)
   logits_fn = lambda x: model.logits(params, x)
   test = data.load(dataset, 'test', batch_size, training=False,
@@ -185,9 +229,12 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
       f'Most uncertain {dataset} test images (N={k})'))
   ood_name = OOD_DATASETS.get(dataset)
   if ood_name:
+    # notMNIST is built here from its archive; others are TFDS subsets.
+    built_here = data.DATASETS[ood_name].source == 'not_mnist'
+    ood_dir = ((ood_data_dir or os.path.join(out_dir, 'tfds')) if built_here
+               else data_dir or model.data_dir)
     ood = data.load(ood_name, 'test', batch_size, training=False,
-                    data_dir=ood_data_dir or os.path.join(out_dir, 'tfds'),
-                    manual_dir=manual_dir, download=False)
+                    data_dir=ood_dir, manual_dir=manual_dir, download=False)
     ood_logits, _, ood_images = collect(logits_fn, ood)
     results.update(out_of_distribution(logits, ood_logits, ood_name))
     entropies = {}
@@ -208,11 +255,20 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
          for p, i in zip(ood_pred, order)],
         os.path.join(out_dir, 'confident_ood.png'),
         f'Most confident {ood_name} images (N={k})'))
+  return _write(results, paths, out_dir, num_networks, seed, model.step,
+                run_dir)
+
+
+def _write(results: dict[str, Any], paths: list[str], out_dir: str,
+           num_networks: int, seed: int, step: int, run_dir: str
+           ) -> dict[str, Any]:
+  """Writes metrics.json and report.md atomically; returns the payload."""
+  from hypergan_tf import training  # pylint: disable=g-import-not-at-top
   results = {key: float(value) for key, value in results.items()}
   payload = {**results, 'num_networks': num_networks, 'seed': seed,
-             'step': model.step, 'run_dir': run_dir}
+             'step': step, 'run_dir': run_dir}
   training.write_json(os.path.join(out_dir, 'metrics.json'), payload)
-  text = report(results, f'Evaluation of {run_dir} (step '
-                f'{payload["step"]}, {num_networks} sampled networks)', paths)
+  text = report(results, f'Evaluation of {run_dir} (step {step}, '
+                f'{num_networks} sampled networks)', paths)
   training.write_text(os.path.join(out_dir, 'report.md'), text)
   return payload

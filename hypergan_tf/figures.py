@@ -1,4 +1,4 @@
-"""PNG figures of an evaluation (paper Figures 3, 6 and 7, reliability)."""
+"""PNG figures of an evaluation (paper Figures 2, 3, 6 and 7, reliability)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,35 @@ def entropy_ecdf(entropies: dict[str, np.ndarray], path: str,
   ax.set_ylabel('fraction of inputs')
   ax.set_title(title or 'Entropy eCDF')
   ax.legend(loc='lower right', fontsize=8)
+  return _save(fig, path)
+
+
+def regression_predictive(x: np.ndarray, truth: np.ndarray,
+                          data_x: np.ndarray, data_y: np.ndarray,
+                          predictions: dict[int, np.ndarray], path: str,
+                          data_range: tuple[float, float] = (-4.0, 4.0)
+                          ) -> str:
+  """Predictive mean +- 3 std per ensemble size (paper Figure 2).
+
+  Args:
+    x: grid [G]; truth: the true function on it [G].
+    data_x, data_y: the training points.
+    predictions: ensemble size -> member outputs [k, G].
+  """
+  fig, axes = plt.subplots(1, len(predictions),
+                           figsize=(4 * len(predictions), 3.6), sharey=True)
+  for ax, (k, outputs) in zip(np.atleast_1d(axes), predictions.items()):
+    mean, std = outputs.mean(axis=0), outputs.std(axis=0)
+    ax.axvspan(*data_range, color='0.93', label='training range')
+    ax.fill_between(x, mean - 3 * std, mean + 3 * std, color='tab:blue',
+                    alpha=0.3, label='mean +- 3 std')
+    ax.plot(x, truth, 'k--', lw=1, label='x^3')
+    ax.plot(x, mean, color='tab:blue', label='predictive mean')
+    ax.plot(data_x, data_y, 'o', color='tab:red', ms=3, label='data')
+    ax.set_title(f'{k} sampled networks')
+    ax.set_xlabel('x')
+  np.atleast_1d(axes)[0].set_ylabel('y')
+  np.atleast_1d(axes)[0].legend(loc='upper left', fontsize=7)
   return _save(fig, path)
 
 

@@ -132,6 +132,10 @@ TARGETS: dict[str, TargetSpec] = {
     'cifar': TargetSpec('cifar', (32, 32, 3), (
         Conv2D(16, 3), Conv2D(32, 3), Conv2D(64, 3),
         Dense(128, 'leaky_relu'), Dense(10))),
+    # The same for CIFAR-5 (five classes).
+    'cifar5': TargetSpec('cifar5', (32, 32, 3), (
+        Conv2D(16, 3), Conv2D(32, 3), Conv2D(64, 3),
+        Dense(128, 'leaky_relu'), Dense(5))),
     # Paper, Sec. 4.3: one hidden layer of 100 ReLU units.
     'toy_regression': TargetSpec('toy_regression', (1,), (
         Dense(100, 'relu'), Dense(1))),

@@ -81,6 +81,15 @@ def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   return tf.reduce_mean(ce, axis=0)
 
 
+def regression_loss(outputs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+  """Squared error per example, averaged over networks: [N, B, 1] -> [B]."""
+  return tf.reduce_mean(tf.square(outputs[..., 0] - labels[None]), axis=0)
+
+
+TASK_LOSSES = {'classification': classification_loss,
+               'regression': regression_loss}
+
+
 def discriminator_losses(d_real: tf.Tensor, d_fake: tf.Tensor,
                          d_fake_for_generator: tf.Tensor):
   """(discriminator loss, non-saturating generator adversarial loss)."""
@@ -163,7 +172,7 @@ class Trainer:
       codes = hn.codes(noise, training=True)
       params = hn.generate(codes, training=True)
       logits = targets.apply(self.spec, params, images, cfg.forward_method)
-      per_example = classification_loss(logits, labels)
+      per_example = TASK_LOSSES[cfg.task](logits, labels)
       task_loss = tf.nn.compute_average_loss(
           per_example, global_batch_size=cfg.batch_size)
       flat_codes = tf.reshape(codes, [-1, cfg.code_dim])
@@ -180,15 +189,17 @@ class Trainer:
     self.d_optimizer.apply_gradients(
         zip(d_tape.gradient(d_loss_scaled, d_vars), d_vars))
     self.step.assign_add(1)
-    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                               labels[None]), tf.float32)
-    return {
+    losses = {
         'loss': g_loss,
         'task_loss': task_loss,
         'adversarial_loss': g_adv / replicas,
         'discriminator_loss': d_loss_scaled,
-        'accuracy': tf.reduce_mean(correct) / replicas,
     }
+    if cfg.task == 'classification':
+      correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                 labels[None]), tf.float32)
+      losses['accuracy'] = tf.reduce_mean(correct) / replicas
+    return losses
 
   def train_step(self, images: tf.Tensor, labels: tf.Tensor
                  ) -> dict[str, float]:
@@ -243,33 +254,46 @@ class Trainer:
   def evaluate(self, dataset: Iterable, num_networks: int,
                ensemble_sizes: tuple[int, ...] = (10,),
                seed: int | None = None) -> dict[str, float]:
-    """Test accuracy of single sampled networks and of their ensembles.
+    """Test score of single sampled networks and of their ensembles.
+
+    The score is accuracy (classification) or mean squared error
+    (regression; an ensemble predicts its members' mean).
 
     Returns:
-      'accuracy_single' (mean over networks), 'accuracy_single_std', and
-      'accuracy_ensemble_<k>' (mean softmax of the first k networks) for each
-      k in ensemble_sizes with k <= num_networks.
+      '<score>_single' (mean over networks), '<score>_single_std', and
+      '<score>_ensemble_<k>' (the first k networks: mean softmax, or mean
+      output) for each k in ensemble_sizes with k <= num_networks.
     """
     params = self.sample_eval_params(num_networks, seed)
     sizes = [k for k in ensemble_sizes if k <= num_networks]
-    correct = np.zeros(num_networks)
-    ensemble_correct = dict.fromkeys(sizes, 0.0)
+    regression = self.cfg.task == 'regression'
+    member_sums = np.zeros(num_networks)
+    ensemble_sums = dict.fromkeys(sizes, 0.0)
     total = 0
     for images, labels in dataset:
-      logits = self.logits(params, images)
+      outputs = self.logits(params, images)
       b = len(labels)
-      correct += b * metrics.member_accuracies(logits, labels)
+      if regression:
+        squared = np.square(outputs.numpy()[..., 0] - labels.numpy()[None])
+        member_sums += squared.sum(axis=1)
+      else:
+        member_sums += b * metrics.member_accuracies(outputs, labels)
       for k in sizes:
-        ensemble_correct[k] += b * metrics.accuracy(
-            metrics.ensemble_probabilities(logits[:k]), labels)
+        if regression:
+          mean = outputs.numpy()[:k, :, 0].mean(axis=0)
+          ensemble_sums[k] += float(np.square(mean - labels.numpy()).sum())
+        else:
+          ensemble_sums[k] += b * metrics.accuracy(
+              metrics.ensemble_probabilities(outputs[:k]), labels)
       total += b
     if total == 0:
       raise ValueError('The evaluation dataset is empty.')
-    accuracy = correct / total
-    out = {'accuracy_single': float(accuracy.mean()),
-           'accuracy_single_std': float(accuracy.std())}
+    score = 'mse' if regression else 'accuracy'
+    per_member = member_sums / total
+    out = {f'{score}_single': float(per_member.mean()),
+           f'{score}_single_std': float(per_member.std())}
     for k in sizes:
-      out[f'accuracy_ensemble_{k}'] = float(ensemble_correct[k] / total)
+      out[f'{score}_ensemble_{k}'] = float(ensemble_sums[k] / total)
     return out
 
   # ----------------------------------------------------------- checkpoints
@@ -361,8 +385,9 @@ def train(cfg: config_lib.TrainConfig,
   resumed = trainer.restore()
   start_step = int(trainer.step.numpy())
   clock = time.time() - float(trainer.wall_time.numpy())
+  # Starts at the batch this step would see had the run never stopped.
   train_ds = data.load(cfg.dataset, 'train', cfg.batch_size, training=True,
-                       seed=cfg.seed + int(trainer.step.numpy()),
+                       seed=cfg.seed, start_batch=start_step,
                        data_dir=cfg.data_dir, download=cfg.download)
   eval_batch = max(1, 10_000 // cfg.final_eval_networks)
   test_ds = data.load(cfg.dataset, 'test', eval_batch, training=False,
@@ -402,12 +427,9 @@ def train(cfg: config_lib.TrainConfig,
           tf.summary.scalar('train/steps_per_second', window_steps / elapsed,
                             step=step)
           eta = (cfg.steps - step) * elapsed / window_steps
-          logging.info(
-              'step %d/%d  loss %.4f  task %.4f  adv %.3f  disc %.3f  '
-              'train acc %.4f  lr %.2e  %.2f steps/s  eta %.0f s', step,
-              cfg.steps, means['loss'], means['task_loss'],
-              means['adversarial_loss'], means['discriminator_loss'],
-              means['accuracy'], lr, window_steps / elapsed, eta)
+          logging.info('step %d/%d  %s  lr %.2e  %.2f steps/s  eta %.0f s',
+                       step, cfg.steps, _fmt(means), lr,
+                       window_steps / elapsed, eta)
           window_start, window_steps, sums = time.time(), 0, {}
         if step % cfg.eval_every == 0 and step != cfg.steps:
           result = trainer.evaluate(test_ds, cfg.eval_networks,
@@ -434,8 +456,7 @@ def train(cfg: config_lib.TrainConfig,
   writer.flush()
   trainer.save(clock)  # Again, so a resumed run's wall time counts the eval.
   results = {
-      'test_accuracy_single': final['accuracy_single'],
-      **{f'test_{k}': v for k, v in final.items() if k != 'accuracy_single'},
+      **{f'test_{k}': v for k, v in final.items()},
       'steps': int(trainer.step.numpy()),
       'start_step': start_step,
       'wall_time_s': time.time() - clock,
@@ -446,9 +467,7 @@ def train(cfg: config_lib.TrainConfig,
       'flags': cfg.to_dict(),
   }
   write_json(os.path.join(cfg.run_dir, 'results.json'), results)
-  logging.info('Final test accuracy: single %.4f +- %.4f, ensemble of 10 '
-               '%.4f; results in %s', final['accuracy_single'],
-               final['accuracy_single_std'], final['accuracy_ensemble_10'],
+  logging.info('Final test: %s; results in %s', _fmt(final),
                os.path.join(cfg.run_dir, 'results.json'))
   return results
 
