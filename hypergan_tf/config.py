@@ -74,6 +74,10 @@ class TrainConfig:
   forward_method: str = _field('loop', 'How conv layers batch over '
                                'sampled networks.',
                                choices=targets.FORWARD_METHODS)
+  deterministic: bool = _field(
+      False, 'Deterministic ops (tf.config.experimental.'
+      'enable_op_determinism): a resumed run repeats an uninterrupted one '
+      'bit for bit; somewhat slower.')
   log_every: int = _field(100, 'Steps between progress lines and training '
                           'summaries.', 1)
   eval_every: int = _field(1000, 'Steps between test evaluations.', 1)
@@ -131,8 +135,20 @@ class TrainConfig:
     return hypernet.HyperNetConfig(
         **{name: getattr(self, name) for name in names})
 
+  def architecture_changes(self, other: 'TrainConfig') -> dict[str, tuple]:
+    """Fields that shape the model and differ: {name: (other's, ours)}."""
+    return {name: (getattr(other, name), getattr(self, name))
+            for name in ARCHITECTURE_FIELDS
+            if getattr(other, name) != getattr(self, name)}
+
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
+
+
+# Fields a checkpoint depends on: a run directory cannot change them.
+ARCHITECTURE_FIELDS = ('dataset', 'target', 'noise_dim', 'code_dim',
+                       'hidden_units', 'hidden_layers', 'activation',
+                       'batch_norm', 'optimizer')
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:

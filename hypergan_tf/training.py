@@ -131,6 +131,8 @@ class Trainer:
     self.cfg = cfg
     self.spec = cfg.spec
     self.strategy = strategy or default_strategy()
+    if cfg.deterministic:
+      tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
     with self.strategy.scope():
       self.hypernet = hypernet.HyperNetwork(self.spec, cfg.hypernet)
@@ -354,6 +356,30 @@ def load_trainer(run_dir: str) -> Trainer:
   return trainer
 
 
+def check_same_model(cfg: config_lib.TrainConfig) -> None:
+  """Refuses to resume a run directory with a differently shaped model.
+
+  Raises:
+    ValueError: naming each flag that differs from the run's config.json.
+  """
+  path = os.path.join(cfg.run_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      previous = config_lib.TrainConfig(**json.load(f))
+  except (ValueError, TypeError) as e:
+    raise ValueError(f'{path} is not a config of this version ({e}); use a '
+                     'fresh --run_dir.') from None
+  changes = cfg.architecture_changes(previous)
+  if changes:
+    listed = ', '.join(f'--{name}={old} (now {new})'
+                       for name, (old, new) in changes.items())
+    raise ValueError(f'{cfg.run_dir} holds a model trained with {listed}. '
+                     'Resume it with its own flags, or pick a fresh '
+                     '--run_dir.')
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
   """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
@@ -379,6 +405,7 @@ def train(cfg: config_lib.TrainConfig,
   """
   if not cfg.run_dir:
     raise ValueError('--run_dir is required.')
+  check_same_model(cfg)
   os.makedirs(cfg.run_dir, exist_ok=True)
   write_json(os.path.join(cfg.run_dir, CONFIG_FILE), cfg.to_dict())
   trainer = Trainer(cfg, strategy)
@@ -408,13 +435,8 @@ def train(cfg: config_lib.TrainConfig,
         images, labels = next(dist_train)
         losses = trainer.train_step(images, labels)
         step = int(trainer.step.numpy())
+        _check_finite(losses, step, cfg.run_dir)
         for name, value in losses.items():
-          if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f'Training stopped at step {step}: {name} = {value}. The last '
-                'good checkpoint is kept in '
-                f'{os.path.join(cfg.run_dir, "checkpoints")}; lower '
-                '--learning_rate or set --clipnorm and rerun to resume.')
           sums[name] = sums.get(name, 0.0) + value
         window_steps += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
@@ -470,6 +492,19 @@ def train(cfg: config_lib.TrainConfig,
   logging.info('Final test: %s; results in %s', _fmt(final),
                os.path.join(cfg.run_dir, 'results.json'))
   return results
+
+
+def _check_finite(losses: dict[str, float], step: int, run_dir: str) -> None:
+  """Raises NonFiniteLossError naming the step and the broken loss terms."""
+  bad = [name for name, value in losses.items() if not math.isfinite(value)]
+  if not bad:
+    return
+  terms = [name for name in bad if name != 'loss'] or bad  # The cause first.
+  listed = ', '.join(f'{name} = {losses[name]}' for name in terms)
+  raise NonFiniteLossError(
+      f'Training stopped at step {step}: {listed}. The last good checkpoint '
+      f'is kept in {os.path.join(run_dir, "checkpoints")}; lower '
+      '--learning_rate or set --clipnorm and rerun to resume.')
 
 
 def _fmt(values: dict[str, float]) -> str:

@@ -1,12 +1,16 @@
 """Configuration: bad flag values fail early with a message naming the fix."""
 
+import dataclasses
 import subprocess
 import sys
 
 from absl import flags
+import numpy as np
 import pytest
 
 from hypergan_tf import config
+from hypergan_tf import data
+from hypergan_tf import training
 from tests.conftest import REPO
 
 
@@ -57,9 +61,18 @@ def test_flag_bounds_fail_at_parsing():
 
 @pytest.mark.parametrize('flagfile', sorted((REPO / 'configs').glob('*.flags')),
                          ids=lambda p: p.name)
-def test_every_flagfile_parses(flagfile):
+def test_every_flagfile_parses_and_trains(flagfile, tfds_dir):
   cfg = _parse(f'--flagfile={flagfile}')
   assert cfg.run_dir.startswith('runs/')
+  # Two networks instead of dozens: the dataset, target and batch are real.
+  trainer = training.Trainer(dataclasses.replace(cfg, run_dir='',
+                                                 num_networks=2))
+  batches = iter(data.load(cfg.dataset, 'train', cfg.batch_size,
+                           training=True, data_dir=tfds_dir, download=False))
+  for _ in range(2):
+    losses = trainer.train_step(*next(batches))
+  assert int(trainer.step.numpy()) == 2
+  assert all(np.isfinite(value) for value in losses.values())
 
 
 @pytest.mark.parametrize('flag, message', [

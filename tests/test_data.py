@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from hypergan_tf import data
 
@@ -58,3 +59,81 @@ def test_unknown_dataset():
 def test_bad_batch_size(tfds_dir):
   with pytest.raises(ValueError, match='batch_size must be positive'):
     data.load('mnist', 'train', 0, training=True, data_dir=tfds_dir)
+
+
+@pytest.mark.parametrize('name, split, size, classes', [
+    ('mnist5000', 'train', 5000, range(10)),
+    ('cifar10_5000', 'train', 5000, range(10)),
+    ('cifar5', 'train', 25_000, range(5)),
+    ('cifar5', 'test', 5000, range(5)),
+    ('cifar5_ood', 'test', 5000, range(5)),
+])
+def test_subset_sizes_and_classes(tfds_dir, name, split, size, classes):
+  images, labels = data.arrays(name, split, tfds_dir, download=False)
+  assert len(images) == len(labels) == size
+  counts = np.bincount(labels)
+  assert set(np.unique(labels)) == set(classes)
+  assert counts.min() == counts.max()  # Balanced: these sets all are.
+  assert data.num_examples(name, split, tfds_dir) == size
+
+
+def test_cifar5_splits_hold_the_right_source_classes(tfds_dir):
+  source, source_labels = data.arrays('cifar10', 'test', tfds_dir,
+                                      download=False)
+  inside, _ = data.arrays('cifar5', 'test', tfds_dir, download=False)
+  outside, outside_labels = data.arrays('cifar5_ood', 'test', tfds_dir,
+                                        download=False)
+  np.testing.assert_array_equal(inside, source[source_labels < 5])
+  np.testing.assert_array_equal(outside, source[source_labels >= 5])
+  np.testing.assert_array_equal(outside_labels,
+                                source_labels[source_labels >= 5] - 5)
+
+
+def test_subsets_are_fixed(tfds_dir):
+  first = data.arrays('mnist5000', 'train', tfds_dir, download=False)
+  data.arrays.cache_clear()
+  second = data.arrays('mnist5000', 'train', tfds_dir, download=False)
+  assert first[0] is not second[0]  # Really read twice.
+  np.testing.assert_array_equal(first[0], second[0])
+  np.testing.assert_array_equal(first[1], second[1])
+  # A fixed subset of the real training images, not a resample.
+  full, full_labels = data.arrays('mnist', 'train', tfds_dir, download=False)
+  chosen = data.stratified_subset(full_labels, 5000)
+  np.testing.assert_array_equal(first[0], full[chosen])
+
+
+def test_subset_slices_and_missing_splits_are_refused(tfds_dir):
+  with pytest.raises(ValueError, match='fixed subset of the whole train'):
+    data.arrays('mnist5000', 'train[:100]', tfds_dir, download=False)
+  with pytest.raises(ValueError, match="has no split 'train'"):
+    data.arrays('cifar5_ood', 'train', tfds_dir, download=False)
+
+
+def test_training_order_is_a_permutation_per_epoch():
+  batches = list(
+      data.training_order(10, 5, seed=3).take(4).as_numpy_iterator())
+  for epoch in (batches[:2], batches[2:]):
+    assert sorted(np.concatenate(epoch)) == list(range(10))
+  assert not np.array_equal(np.concatenate(batches[:2]),
+                            np.concatenate(batches[2:]))
+
+
+@pytest.mark.parametrize('start', [1, 3, 7])  # Mid-epoch and across epochs.
+def test_training_order_resumes_exactly(start):
+  full = list(data.training_order(10, 4, seed=1).take(start + 3)
+              .as_numpy_iterator())
+  resumed = list(data.training_order(10, 4, seed=1, start_batch=start)
+                 .take(3).as_numpy_iterator())
+  np.testing.assert_array_equal(np.stack(full[start:]), np.stack(resumed))
+
+
+def test_toy_regression_data():
+  x, y = data.arrays('toy_regression', 'train')
+  assert x.shape == (20, 1) and y.shape == (20,)
+  assert np.all(np.abs(x) <= 4.0)
+  noise = y - x[:, 0]**3
+  assert 1.0 < noise.std() < 5.0  # N(0, 3^2) noise, 20 draws.
+  batch_x, batch_y = next(iter(data.load('toy_regression', 'train', 20,
+                                         training=True)))
+  assert batch_x.dtype == tf.float32 and batch_y.dtype == tf.float32
+  assert sorted(batch_y.numpy()) == pytest.approx(sorted(y))

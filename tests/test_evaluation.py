@@ -1,14 +1,18 @@
 """Evaluation: metric tables from member logits, and the script end to end."""
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 
+from absl import flags
 import numpy as np
 import pytest
 
 from hypergan_tf import config
 from hypergan_tf import evaluation
+from hypergan_tf import members
 from hypergan_tf import training
 from tests.conftest import REPO
 from tests.conftest import TINY
@@ -72,3 +76,21 @@ def test_evaluate_script_writes_every_file(tfds_dir, tmp_path):
               'diversity/layer_0_norm_mean', 'diversity/layer_2_norm_std'):
     assert key in results, key
   assert 0.0 <= results['ood/not_mnist_auroc_n10'] <= 1.0
+
+
+def test_toy_regression_fits_data_and_is_unsure_away_from_it(tmp_path):
+  """Paper Sec. 4.3: mean within the noise inside [-4, 4], wider outside."""
+  fv = flags.FlagValues()
+  config.define_flags(fv)
+  fv(['train.py', f'--flagfile={REPO / "configs" / "toy_regression.flags"}'])
+  # Half the flagfile's steps, to fit CI; the same data, target and sizes.
+  cfg = dataclasses.replace(config.from_flags(fv), run_dir=str(tmp_path),
+                            steps=1500, eval_every=1500,
+                            final_eval_networks=10)
+  training.train(cfg)
+  results, path = evaluation.regression(members.load(str(tmp_path)),
+                                        str(tmp_path), sizes=(100,))
+  assert results['regression/rmse_inside_n100'] < 3.0  # Noise std is 3.
+  assert (results['regression/std_outside_n100'] >
+          3 * results['regression/std_inside_n100'])
+  assert os.path.getsize(path) > 10_000

@@ -154,3 +154,33 @@ def test_train_writes_results_and_resumes(tfds_dir, tmp_path):
   assert more['steps'] == 8
   assert more['start_step'] == 6
   assert more['wall_time_s'] >= results['wall_time_s']
+
+
+def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(
+    tfds_dir, tmp_path, monkeypatch):
+  real_load = data.load
+
+  def load_with_poisoned_third_batch(*args, **kwargs):
+    ds = real_load(*args, **kwargs)
+    if not kwargs.get('training'):
+      return ds
+    poison = lambda i, images: tf.where(i == 2, images * np.nan, images)
+    return ds.enumerate().map(lambda i, b: (poison(i, b[0]), b[1]))
+
+  monkeypatch.setattr(training.data, 'load', load_with_poisoned_third_batch)
+  cfg = _cfg(str(tmp_path), data_dir=tfds_dir, download=False,
+             checkpoint_every=2)
+  with pytest.raises(training.NonFiniteLossError,
+                     match=r'at step 3: task_loss = nan\. The last good'):
+    training.train(cfg)
+  trainer = training.load_trainer(str(tmp_path))
+  assert int(trainer.step.numpy()) == 2  # Not the broken step 3.
+  assert trainer.weights_finite()
+
+
+def test_resuming_with_another_model_shape_is_refused(tmp_path):
+  (tmp_path / training.CONFIG_FILE).write_text(
+      json.dumps(_cfg(str(tmp_path)).to_dict()))
+  with pytest.raises(ValueError, match=r'--code_dim=8 \(now 4\).*fresh'):
+    training.check_same_model(_cfg(str(tmp_path), code_dim=4))
+  training.check_same_model(_cfg(str(tmp_path), steps=50))  # More steps: ok.

@@ -1,0 +1,139 @@
+"""scripts/train.py as a user runs it: killed and resumed, and bad input."""
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO
+from tests.conftest import TINY
+
+# TINY as flags, long enough that a kill lands mid-run.
+STEPS = 150
+FLAGS = [f'--{k}={v}' for k, v in {**TINY, 'steps': STEPS, 'log_every': 1,
+                                   'eval_every': 1000,
+                                   'checkpoint_every': 10}.items()]
+
+
+def _command(run_dir, *extra):
+  return [sys.executable, 'scripts/train.py', f'--run_dir={run_dir}',
+          *FLAGS, *extra]
+
+
+def _env(tfds_dir):
+  return {**os.environ, 'TFDS_DATA_DIR': tfds_dir,
+          'PYTHONPATH': str(REPO), 'TF_CPP_MIN_LOG_LEVEL': '2'}
+
+
+def _run(command, tfds_dir):
+  return subprocess.run(command, capture_output=True, text=True, cwd=REPO,
+                        env=_env(tfds_dir), check=False, timeout=600)
+
+
+def _losses(run_dir):
+  """train/loss by step from the summaries; a rewritten step keeps the last."""
+  out = {}
+  for path in sorted(glob.glob(f'{run_dir}/summaries/events.out.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == 'train/loss':
+          out[event.step] = float(tf.make_ndarray(value.tensor))
+  return out
+
+
+def _latest_checkpoint_step(run_dir):
+  path = tf.train.latest_checkpoint(os.path.join(run_dir, 'checkpoints'))
+  return int(path.rsplit('-', 1)[1]) if path else 0
+
+
+def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
+                                                           tmp_path):
+  whole, killed = tmp_path / 'whole', tmp_path / 'killed'
+  process = subprocess.Popen(_command(killed, '--deterministic'), cwd=REPO,
+                             env=_env(tfds_dir), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while _latest_checkpoint_step(killed) < 30 and time.time() < deadline:
+    assert process.poll() is None, 'training ended before it was killed'
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  resumed_from = _latest_checkpoint_step(killed)
+  assert 30 <= resumed_from < STEPS
+  assert _run(_command(killed, '--deterministic'), tfds_dir).returncode == 0
+  assert _run(_command(whole, '--deterministic'), tfds_dir).returncode == 0
+  expected, got = _losses(whole), _losses(killed)
+  after = [step for step in expected if step > resumed_from]
+  assert len(after) == STEPS - resumed_from
+  np.testing.assert_array_equal([got[s] for s in after],
+                                [expected[s] for s in after])
+
+
+@pytest.fixture(scope='module')
+def trained_run(tfds_dir, tmp_path_factory):
+  """A finished tiny run directory (config.json + checkpoints)."""
+  run_dir = tmp_path_factory.mktemp('trained')
+  out = _run(_command(run_dir, '--steps=4', '--checkpoint_every=2'),
+             tfds_dir)
+  assert out.returncode == 0, out.stderr[-2000:]
+  return run_dir
+
+
+def _copy(run_dir, tmp_path):
+  shutil.copytree(run_dir, tmp_path / 'run')
+  return tmp_path / 'run'
+
+
+def _truncate_checkpoint(run_dir):
+  data_file, = glob.glob(f'{run_dir}/checkpoints/ckpt-4.data-*')
+  with open(data_file, 'r+b') as f:
+    f.truncate(100)
+
+
+def _foreign_checkpoint(run_dir):
+  """Replaces the run's checkpoints with one of some other model."""
+  shutil.rmtree(run_dir / 'checkpoints')
+  tf.train.Checkpoint(other=tf.Variable([1.0, 2.0])).save(
+      str(run_dir / 'checkpoints' / 'ckpt'))
+
+
+@pytest.mark.parametrize('case, flags, message', [
+    ('unknown dataset', ['--dataset=svhn'], "value should be one of"),
+    ('unknown target', ['--target=resnet'], 'value should be one of'),
+    ('no networks', ['--num_networks=0'], 'num_networks'),
+    ('negative batch', ['--batch_size=-1'], 'batch_size'),
+    ('target and data disagree', ['--target=cifar'],
+     'pick a matching --target'),
+    ('inconsistent latent sizes', ['--code_dim=4'],
+     r'--code_dim=8 (now 4)'),
+    ('missing data directory', ['--data_dir=/nonexistent/tfds',
+                                '--nodownload'], 'TFDS_DATA_DIR'),
+    ('empty data directory', ['--data_dir={empty}', '--nodownload'],
+     'is not prepared in'),
+    ('truncated checkpoint', [], 'is corrupt or was written with other'),
+    ('foreign checkpoint', [], 'is corrupt or was written with other'),
+])
+def test_bad_input_gives_one_clear_error(case, flags, message, trained_run,
+                                         tfds_dir, tmp_path):
+  """Each mistake: non-zero exit, the problem and fix named, no traceback."""
+  run_dir = tmp_path / 'fresh'
+  if case in ('inconsistent latent sizes', 'truncated checkpoint',
+              'foreign checkpoint'):
+    run_dir = _copy(trained_run, tmp_path)
+  if case == 'truncated checkpoint':
+    _truncate_checkpoint(run_dir)
+  if case == 'foreign checkpoint':
+    _foreign_checkpoint(run_dir)
+  (tmp_path / 'empty').mkdir()
+  flags = [f.format(empty=tmp_path / 'empty') for f in flags]
+  out = _run(_command(run_dir, *flags), tfds_dir)
+  assert out.returncode != 0
+  assert message in out.stderr
+  assert 'Traceback' not in out.stderr
