@@ -74,6 +74,16 @@ class TrainConfig:
   forward_method: str = _field('loop', 'How conv layers batch over '
                                'sampled networks.',
                                choices=targets.FORWARD_METHODS)
+  strategy: str = _field(
+      'default', 'tf.distribute strategy: default (one device, or all GPUs '
+      'mirrored when there are several), mirrored (all local GPUs, else '
+      'CPUs), multi_worker (machines listed in TF_CONFIG).',
+      choices=('default', 'mirrored', 'multi_worker'))
+  jit_compile: bool = _field(False, 'Compile the gradient computation with '
+                             'XLA.')
+  mixed_precision: bool = _field(
+      False, 'Mixed precision: bfloat16 compute on CPU, float16 with loss '
+      'scaling on GPU; variables stay float32.')
   deterministic: bool = _field(
       False, 'Deterministic ops (tf.config.experimental.'
       'enable_op_determinism): a resumed run repeats an uninterrupted one '

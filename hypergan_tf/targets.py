@@ -255,7 +255,7 @@ def apply(spec: TargetSpec, params: Params, x: tf.Tensor,
     raise ValueError(f'Target {spec.name!r} expects inputs of shape '
                      f'[B, {", ".join(map(str, spec.input_shape))}], got '
                      f'{list(x.shape)}.')
-  x = tf.convert_to_tensor(x, dtype=params[0][0].dtype)
+  x = tf.cast(x, params[0][0].dtype)
   num_conv = _num_conv(spec)
   if num_conv == 0:
     n = tf.shape(params[0][0])[0]

@@ -9,6 +9,7 @@ fake = codes (one sigmoid, inside the loss; the authors' code applies two).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -65,13 +66,19 @@ def learning_rate_schedule(cfg: config_lib.TrainConfig):
   return cfg.learning_rate
 
 
-def make_optimizer(cfg: config_lib.TrainConfig) -> keras.optimizers.Optimizer:
+def make_optimizer(cfg: config_lib.TrainConfig, loss_scale: bool = False
+                   ) -> keras.optimizers.Optimizer:
+  """Adam or AdamW on the schedule; loss-scaled for float16 training."""
   kwargs = dict(learning_rate=learning_rate_schedule(cfg),
                 beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2,
                 global_clipnorm=cfg.clipnorm or None)
   if cfg.optimizer == 'adamw':
-    return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **kwargs)
-  return keras.optimizers.Adam(**kwargs)
+    optimizer = keras.optimizers.AdamW(weight_decay=cfg.weight_decay,
+                                       **kwargs)
+  else:
+    optimizer = keras.optimizers.Adam(**kwargs)
+  return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else (
+      optimizer)
 
 
 def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -103,7 +110,7 @@ def discriminator_losses(d_real: tf.Tensor, d_fake: tf.Tensor,
 
 def moment_matching_loss(codes: tf.Tensor) -> tf.Tensor:
   """Mean squared error of the codes' mean and covariance against N(0, I)."""
-  flat = tf.reshape(codes, [tf.shape(codes)[0], -1])
+  flat = tf.cast(tf.reshape(codes, [tf.shape(codes)[0], -1]), tf.float32)
   mean = tf.reduce_mean(flat, axis=0)
   centred = flat - mean
   cov = tf.matmul(centred, centred, transpose_a=True) / tf.cast(
@@ -116,11 +123,44 @@ class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or Inf; the last good checkpoint is left untouched."""
 
 
-def default_strategy() -> tf.distribute.Strategy:
-  """MirroredStrategy over all GPUs if there are any, else the default."""
-  if len(tf.config.list_logical_devices('GPU')) > 1:
-    return tf.distribute.MirroredStrategy()
-  return tf.distribute.get_strategy()
+def make_strategy(name: str = 'default') -> tf.distribute.Strategy:
+  """The tf.distribute strategy for --strategy.
+
+  'default' mirrors over all GPUs when there are several and is the plain
+  one-device strategy otherwise; 'mirrored' mirrors over the local GPUs, or
+  over the logical CPUs when there is no GPU; 'multi_worker' reads the
+  cluster from TF_CONFIG and must be made before any other TensorFlow work.
+  """
+  if name == 'multi_worker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  gpus = tf.config.list_logical_devices('GPU')
+  if name == 'mirrored':
+    devices = gpus or tf.config.list_logical_devices('CPU')
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+  if name == 'default':
+    if len(gpus) > 1:
+      return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+  raise ValueError(f'Unknown strategy {name!r}; choose default, mirrored or '
+                   'multi_worker.')
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes checkpoints, summaries and results."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == 'chief':
+    return True
+  has_chief = 'chief' in resolver.cluster_spec().as_dict()
+  return resolver.task_type == 'worker' and resolver.task_id == 0 and (
+      not has_chief)
+
+
+def mixed_precision_policy() -> str:
+  """bfloat16 on CPUs (no loss scaling needed), float16 on GPUs."""
+  return ('mixed_float16' if tf.config.list_logical_devices('GPU')
+          else 'mixed_bfloat16')
 
 
 class Trainer:
@@ -130,14 +170,18 @@ class Trainer:
                strategy: tf.distribute.Strategy | None = None):
     self.cfg = cfg
     self.spec = cfg.spec
-    self.strategy = strategy or default_strategy()
+    self.strategy = strategy or make_strategy(cfg.strategy)
+    self.chief = is_chief(self.strategy)
     if cfg.deterministic:
       tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
+    policy = mixed_precision_policy() if cfg.mixed_precision else 'float32'
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)  # Only for the layers made here.
     with self.strategy.scope():
       self.hypernet = hypernet.HyperNetwork(self.spec, cfg.hypernet)
-      self.g_optimizer = make_optimizer(cfg)
-      self.d_optimizer = make_optimizer(cfg)
+      self.g_optimizer = make_optimizer(cfg, policy == 'mixed_float16')
+      self.d_optimizer = make_optimizer(cfg, policy == 'mixed_float16')
       self.g_optimizer.build(self.hypernet.generator_variables)
       self.d_optimizer.build(self.hypernet.discriminator.trainable_variables)
       self.rng = tf.random.Generator.from_seed(cfg.seed)
@@ -149,6 +193,7 @@ class Trainer:
       # Wall time of all sessions of this run, so resumed runs report totals.
       self.wall_time = tf.Variable(0.0, dtype=tf.float64, trainable=False,
                                    name='wall_time')
+    keras.config.set_dtype_policy(previous_policy)
     self.checkpoint = tf.train.Checkpoint(
         step=self.step, mixer_pretrained=self.mixer_pretrained,
         wall_time=self.wall_time,
@@ -156,41 +201,47 @@ class Trainer:
         d_optimizer=self.d_optimizer, rng=self.rng)
     self.manager = None
     if cfg.run_dir:
+      # Every worker saves (saving is collective); only the chief's count.
+      directory = (os.path.join(cfg.run_dir, 'checkpoints') if self.chief
+                   else tempfile.mkdtemp(prefix='hypergan_worker_'))
       self.manager = tf.train.CheckpointManager(
-          self.checkpoint, os.path.join(cfg.run_dir, 'checkpoints'),
-          max_to_keep=cfg.keep_checkpoints)
-    self._train_step = tf.function(self._replica_step)
+          self.checkpoint, directory, max_to_keep=cfg.keep_checkpoints)
+    self._gradients = tf.function(self._replica_gradients,
+                                  jit_compile=cfg.jit_compile or None)
+    self._step = tf.function(self._distributed_step)
     self.logits = tf.function(self._logits)
 
   # ------------------------------------------------------------------ steps
 
-  def _replica_step(self, images: tf.Tensor, labels: tf.Tensor):
-    """One update of generator side and discriminator on one replica."""
+  def _replica_gradients(self, images: tf.Tensor, labels: tf.Tensor,
+                         noise: tf.Tensor, prior: tf.Tensor):
+    """Losses and gradients on one replica (XLA-compiled if --jit_compile).
+
+    Every replica gets the same noise, so all sample the same networks and
+    see their share of the global batch: the summed gradients equal those of
+    one device on the whole batch.
+    """
     cfg, hn = self.cfg, self.hypernet
     replicas = self.strategy.num_replicas_in_sync
-    noise = self.rng.normal([cfg.num_networks, cfg.noise_dim])
-    prior = self.rng.normal([cfg.num_networks * hn.num_codes, cfg.code_dim])
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
       codes = hn.codes(noise, training=True)
       params = hn.generate(codes, training=True)
-      logits = targets.apply(self.spec, params, images, cfg.forward_method)
+      logits = tf.cast(
+          targets.apply(self.spec, params, images, cfg.forward_method),
+          tf.float32)
       per_example = TASK_LOSSES[cfg.task](logits, labels)
       task_loss = tf.nn.compute_average_loss(
           per_example, global_batch_size=cfg.batch_size)
       flat_codes = tf.reshape(codes, [-1, cfg.code_dim])
-      d_loss, g_adv = discriminator_losses(
-          hn.discriminator(prior, training=True),
-          hn.discriminator(tf.stop_gradient(flat_codes), training=True),
-          hn.discriminator(flat_codes, training=True))
+      d_loss, g_adv = discriminator_losses(*(
+          tf.cast(hn.discriminator(x, training=True), tf.float32)
+          for x in (prior, tf.stop_gradient(flat_codes), flat_codes)))
       g_loss = task_loss + cfg.beta * g_adv / replicas
       d_loss_scaled = d_loss / replicas
-    g_vars = hn.generator_variables
-    d_vars = hn.discriminator.trainable_variables
-    self.g_optimizer.apply_gradients(
-        zip(g_tape.gradient(g_loss, g_vars), g_vars))
-    self.d_optimizer.apply_gradients(
-        zip(d_tape.gradient(d_loss_scaled, d_vars), d_vars))
-    self.step.assign_add(1)
+      g_scaled = self.g_optimizer.scale_loss(g_loss)
+      d_scaled = self.d_optimizer.scale_loss(d_loss_scaled)
+    g_grads = g_tape.gradient(g_scaled, hn.generator_variables)
+    d_grads = d_tape.gradient(d_scaled, hn.discriminator.trainable_variables)
     losses = {
         'loss': g_loss,
         'task_loss': task_loss,
@@ -201,16 +252,32 @@ class Trainer:
       correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                  labels[None]), tf.float32)
       losses['accuracy'] = tf.reduce_mean(correct) / replicas
+    return g_grads, d_grads, losses
+
+  def _replica_step(self, images, labels, noise, prior):
+    """Gradients, then one update of generator side and discriminator."""
+    g_grads, d_grads, losses = self._gradients(images, labels, noise, prior)
+    hn = self.hypernet
+    self.g_optimizer.apply_gradients(zip(g_grads, hn.generator_variables))
+    self.d_optimizer.apply_gradients(
+        zip(d_grads, hn.discriminator.trainable_variables))
     return losses
 
-  def train_step(self, images: tf.Tensor, labels: tf.Tensor
-                 ) -> dict[str, float]:
-    """Runs one distributed step; returns the losses summed over replicas."""
-    per_replica = self.strategy.run(self._train_step, args=(images, labels))
-    return {
-        k: float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, None))
-        for k, v in per_replica.items()
-    }
+  def _distributed_step(self, images, labels):
+    """Draws the step's noise once, runs every replica, sums the losses."""
+    cfg = self.cfg
+    noise = self.rng.normal([cfg.num_networks, cfg.noise_dim])
+    prior = self.rng.normal(
+        [cfg.num_networks * self.hypernet.num_codes, cfg.code_dim])
+    per_replica = self.strategy.run(self._replica_step,
+                                    args=(images, labels, noise, prior))
+    self.step.assign_add(1)
+    return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, None)
+            for k, v in per_replica.items()}
+
+  def train_step(self, images, labels) -> dict[str, float]:
+    """One training step on a (distributed) batch; losses over replicas."""
+    return {k: float(v) for k, v in self._step(images, labels).items()}
 
   def pretrain_mixer(self) -> float | None:
     """Matches the codes' mean and covariance to N(0, I) (paper, Sec. 3)."""
@@ -218,18 +285,26 @@ class Trainer:
     if not cfg.pretrain_mixer_steps or bool(self.mixer_pretrained.numpy()):
       return None
     mixer = self.hypernet.mixer
+    replicas = self.strategy.num_replicas_in_sync
     # Enough samples for a full-rank covariance of the flattened codes.
     n = max(cfg.num_networks, 2 * self.hypernet.num_codes * cfg.code_dim)
-    optimizer = keras.optimizers.Adam(1e-3)
+    with self.strategy.scope():
+      optimizer = keras.optimizers.Adam(1e-3)
+      optimizer.build(mixer.trainable_variables)
 
-    @tf.function
-    def step():
+    def replica_step(noise):
       with tf.GradientTape() as tape:
-        loss = moment_matching_loss(
-            mixer(self.rng.normal([n, cfg.noise_dim]), training=True))
+        loss = moment_matching_loss(mixer(noise, training=True)) / replicas
       grads = tape.gradient(loss, mixer.trainable_variables)
       optimizer.apply_gradients(zip(grads, mixer.trainable_variables))
       return loss
+
+    @tf.function
+    def step():
+      noise = self.rng.normal([n, cfg.noise_dim])  # The same on every replica.
+      return self.strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                  self.strategy.run(replica_step, (noise,)),
+                                  None)
 
     loss = float('nan')
     for i in range(cfg.pretrain_mixer_steps):
@@ -245,7 +320,9 @@ class Trainer:
 
   def _logits(self, params, images):
     """Logits [N, B, C] of the given networks (compiled as `self.logits`)."""
-    return targets.apply(self.spec, params, images, self.cfg.forward_method)
+    return tf.cast(
+        targets.apply(self.spec, params, images, self.cfg.forward_method),
+        tf.float32)
 
   def sample_eval_params(self, num_networks: int, seed: int | None = None):
     """Networks for evaluation: inference-mode BatchNorm, seeded noise."""
@@ -405,9 +482,13 @@ def train(cfg: config_lib.TrainConfig,
   """
   if not cfg.run_dir:
     raise ValueError('--run_dir is required.')
+  # First: a multi-worker strategy must exist before other TensorFlow work.
+  strategy = strategy or make_strategy(cfg.strategy)
   check_same_model(cfg)
-  os.makedirs(cfg.run_dir, exist_ok=True)
-  write_json(os.path.join(cfg.run_dir, CONFIG_FILE), cfg.to_dict())
+  chief = is_chief(strategy)
+  if chief:
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    write_json(os.path.join(cfg.run_dir, CONFIG_FILE), cfg.to_dict())
   trainer = Trainer(cfg, strategy)
   resumed = trainer.restore()
   start_step = int(trainer.step.numpy())
@@ -419,12 +500,18 @@ def train(cfg: config_lib.TrainConfig,
   eval_batch = max(1, 10_000 // cfg.final_eval_networks)
   test_ds = data.load(cfg.dataset, 'test', eval_batch, training=False,
                       data_dir=cfg.data_dir, download=cfg.download)
-  writer = tf.summary.create_file_writer(
-      os.path.join(cfg.run_dir, 'summaries'))
+  writer = (tf.summary.create_file_writer(
+      os.path.join(cfg.run_dir, 'summaries')) if chief
+            else tf.summary.create_noop_writer())
   pretrain_loss = trainer.pretrain_mixer()
   if not resumed:
     trainer.save(clock)
-  dist_train = iter(trainer.strategy.experimental_distribute_dataset(train_ds))
+  # In-memory data has no files to shard: workers split each global batch.
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  dist_train = iter(trainer.strategy.experimental_distribute_dataset(
+      train_ds.with_options(options)))
   logging.info('Training %s on %s: %d networks x %d examples per step, '
                'steps %d -> %d.', cfg.target, cfg.dataset, cfg.num_networks,
                cfg.batch_size, int(trainer.step.numpy()), cfg.steps)
@@ -486,12 +573,23 @@ def train(cfg: config_lib.TrainConfig,
       'num_parameters_target': trainer.spec.num_params,
       'num_parameters_hypernet': int(sum(
           np.prod(v.shape) for v in trainer.hypernet.trainable_variables)),
+      'weights_sha256': weights_fingerprint(trainer.hypernet.variables),
       'flags': cfg.to_dict(),
   }
+  if not chief:
+    return results
   write_json(os.path.join(cfg.run_dir, 'results.json'), results)
   logging.info('Final test: %s; results in %s', _fmt(final),
                os.path.join(cfg.run_dir, 'results.json'))
   return results
+
+
+def weights_fingerprint(variables) -> str:
+  """SHA-256 of the variables' bytes: equal runs give equal fingerprints."""
+  digest = hashlib.sha256()
+  for v in variables:
+    digest.update(np.ascontiguousarray(v.numpy()).tobytes())
+  return digest.hexdigest()
 
 
 def _check_finite(losses: dict[str, float], step: int, run_dir: str) -> None:
