@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -576,7 +577,8 @@ def train(cfg: config_lib.TrainConfig,
       'weights_sha256': weights_fingerprint(trainer.hypernet.variables),
       'flags': cfg.to_dict(),
   }
-  if not chief:
+  if not chief:  # Its checkpoints only took part in the collective saves.
+    shutil.rmtree(trainer.manager.directory, ignore_errors=True)
     return results
   write_json(os.path.join(cfg.run_dir, 'results.json'), results)
   logging.info('Final test: %s; results in %s', _fmt(final),

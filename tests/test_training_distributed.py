@@ -58,20 +58,24 @@ def _assert_close(a, b, rtol, names=None):
                                  atol=1e-6, err_msg=name)
 
 
-def test_mirrored_over_two_cpus_equals_one_device(tfds_dir):
-  one = _steps(tfds_dir, strategy='default')
+@pytest.fixture(scope='module')
+def one_device(tfds_dir):
+  """The reference: default strategy, float32, no XLA."""
+  return _steps(tfds_dir)
+
+
+def test_mirrored_over_two_cpus_equals_one_device(tfds_dir, one_device):
   two = _steps(tfds_dir, strategy='mirrored')
-  assert (one['replicas'], two['replicas']) == (1, 2)
-  _assert_close(one, two, rtol=1e-4)
+  assert (one_device['replicas'], two['replicas']) == (1, 2)
+  _assert_close(one_device, two, rtol=1e-4)
 
 
-def test_xla_gives_the_same_losses(tfds_dir):
-  _assert_close(_steps(tfds_dir), _steps(tfds_dir, jit_compile=True),
-                rtol=1e-3)
+def test_xla_gives_the_same_losses(tfds_dir, one_device):
+  _assert_close(one_device, _steps(tfds_dir, jit_compile=True), rtol=1e-3)
 
 
-def test_mixed_precision_trains_in_bfloat16(tfds_dir):
-  full = _steps(tfds_dir)
+def test_mixed_precision_trains_in_bfloat16(tfds_dir, one_device):
+  full = one_device
   mixed = _steps(tfds_dir, mixed_precision=True)
   # bfloat16 has 8 mantissa bits; accuracy may flip an example or two.
   _assert_close(full, mixed, rtol=0.1, names=['loss', 'task_loss'])
