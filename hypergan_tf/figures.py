@@ -121,3 +121,94 @@ def image_grid(images: np.ndarray, captions: list[str], path: str,
     ax.set_title(caption, fontsize=7)
   fig.suptitle(title, fontsize=9)
   return _save(fig, path)
+
+
+def metric_vs_epsilon(epsilons: list[float],
+                      series: dict[str, dict[tuple[str, str], list[float]]],
+                      path: str, ylabel: str, title: str = '') -> str:
+  """One panel per attack: a metric against the attack's epsilon.
+
+  Args:
+    epsilons: the x values.
+    series: attack -> {(label, line style): values, one per epsilon}.
+    path: PNG path.
+    ylabel: the metric's name.
+    title: figure title.
+  """
+  fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 4),
+                           squeeze=False, sharey=True)
+  colours = {}
+  for ax, (attack, lines) in zip(axes[0], series.items()):
+    for (label, style), values in lines.items():
+      group = label.split()[0]  # Same colour for one ensemble size.
+      colour = colours.setdefault(group, f'C{len(colours)}')
+      ax.plot(epsilons, values, style, marker='o', color=colour, label=label)
+    ax.set_title(attack.upper())
+    ax.set_xlabel('epsilon (L-infinity)')
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+  axes[0, 0].set_ylabel(ylabel)
+  axes[0, -1].legend(loc='best', fontsize=7)
+  fig.suptitle(title, fontsize=9)
+  return _save(fig, path)
+
+
+def entropy_ecdf_panels(panels: dict[str, dict[str, np.ndarray]], path: str,
+                        max_entropy: float, title: str = '',
+                        thresholds: dict[str, float] | None = None) -> str:
+  """Side-by-side entropy eCDFs (paper Figure 5): one panel per title.
+
+  The entropy axis is logarithmic (floor 1e-6 nats): confident networks put
+  clean inputs' entropies many decades below log(C).
+
+  Args:
+    panels: panel title -> {curve label: entropies}; a curve labelled
+      'clean' is drawn thick and black.
+    path: PNG path.
+    max_entropy: right end of the axis, log(C).
+    title: figure title.
+    thresholds: panel title -> detection threshold, drawn as a dashed line.
+  """
+  floor = 1e-6
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4),
+                           squeeze=False, sharey=True)
+  for ax, (name, entropies) in zip(axes[0], panels.items()):
+    for label, values in entropies.items():
+      x = np.sort(np.maximum(values, floor))
+      ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=label,
+              **({'color': 'k', 'lw': 2} if label == 'clean' else {}))
+    if thresholds and name in thresholds:
+      ax.axvline(max(thresholds[name], floor), color='r', ls='--', lw=1,
+                 label='threshold')
+    ax.set_xscale('log')
+    ax.set_xlim(floor, max_entropy)
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel('entropy of the ensemble prediction (nats)')
+  axes[0, 0].set_ylabel('fraction of inputs')
+  axes[0, -1].legend(loc='upper left', fontsize=7)
+  fig.suptitle(title or 'Entropy eCDF', fontsize=9)
+  return _save(fig, path)
+
+
+def transfer_histograms(fractions: dict[str, dict[str, np.ndarray]],
+                        path: str, title: str = '') -> str:
+  """Per attack, histograms of the fraction of networks each example fools.
+
+  Args:
+    fractions: attack -> {label (e.g. 'eps=0.1'): per-example fractions}.
+  """
+  fig, axes = plt.subplots(1, len(fractions),
+                           figsize=(5 * len(fractions), 4), squeeze=False,
+                           sharey=True)
+  bins = np.linspace(0.0, 1.0, 21)
+  for ax, (attack, per_label) in zip(axes[0], fractions.items()):
+    for label, values in per_label.items():
+      ax.hist(values, bins=bins, histtype='step', lw=1.5,
+              weights=np.full(len(values), 1.0 / max(len(values), 1)),
+              label=f'{label} (mean {np.mean(values):.2f})')
+    ax.set_title(attack)
+    ax.set_xlabel('fraction of the other networks fooled')
+    ax.legend(loc='upper center', fontsize=7)  # Means differ per attack.
+  axes[0, 0].set_ylabel('fraction of examples')
+  fig.suptitle(title or 'Transfer of adversarial examples', fontsize=9)
+  return _save(fig, path)

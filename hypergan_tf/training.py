@@ -44,6 +44,9 @@ def write_text(path: str, text: str) -> None:
                                    suffix='.tmp') as f:
     f.write(text)
     tmp = f.name
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)  # Temp files are 0600; results are not.
   os.replace(tmp, path)
 
 

@@ -1,0 +1,541 @@
+"""Adversarial examples against sampled ensembles, detected by entropy.
+
+Paper, Sec. 4.5 and Figures 4 and 5. Attacks are cleverhans' FGSM and PGD
+(L-infinity, pixels clipped to [0, 1]) on the *fused* logits of an ensemble,
+log(mean_n softmax(l_n)), so the attack targets the averaged prediction (for
+one member this is its log-softmax, which has the same softmax as its
+logits).
+
+cleverhans' gradient is a module-level `tf.function` that takes `model_fn` as
+a Python argument, so every new callable retraces it. `EnsembleAttack` holds
+one persistent `model_fn` per ensemble size whose parameters live in
+`tf.Variable`s shaped like the model's parameter nest; a new ensemble is
+assigned into them, so a sweep over ensembles, epsilons and PGD steps traces
+once per ensemble size (and image batch shape, which is why batches are
+padded to a fixed size). `trace_count` counts the traces.
+
+Only the `members.Members` protocol is used, so HyperGAN runs and baseline
+runs (independently trained ensembles...) are attacked the same way.
+
+Two experiments:
+- Transfer (Figure 4): examples crafted against ONE sampled network, tested
+  on T other sampled networks. "Fooled" = a network's prediction on the
+  adversarial image differs from the true label. Reported over the test
+  images the source network classifies correctly when clean: the mean over
+  those images of the fraction of the T networks fooled
+  (`transfer_fooled`), the same over the images that also fool the source
+  (`transfer_fooled_successful`), the fraction fooling all T networks, and
+  the source's own fooling rate.
+- Ensembles (Figure 5): for each size N, sample an ensemble, attack its
+  fused logits, evaluate the examples on it ('attacked') and on a freshly
+  sampled ensemble of the same size ('fresh', a different seed; the
+  paper's protocol). Detection: an input is flagged when its ensemble
+  entropy exceeds the threshold at the (1 - fpr) quantile of the same
+  ensemble's entropies on the clean versions of the attacked test images
+  (so fpr = 5% of clean images are flagged); the detection rate is the
+  fraction of all adversarial inputs flagged, whether or not the attack
+  changed the prediction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Sequence
+
+from absl import logging
+from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+from cleverhans.tf2.attacks.projected_gradient_descent import (
+    projected_gradient_descent)
+import numpy as np
+import tensorflow as tf
+
+from hypergan_tf import metrics
+
+ATTACKS = ('fgsm', 'pgd')
+CLIP_MIN, CLIP_MAX = 0.0, 1.0  # data.load's pixel range.
+
+
+def fused_logits(member_logits: tf.Tensor) -> tf.Tensor:
+  """Logits of the ensemble average: [N, B, C] -> log mean softmax [B, C]."""
+  n = tf.cast(tf.shape(member_logits)[0], member_logits.dtype)
+  return (tf.reduce_logsumexp(tf.nn.log_softmax(member_logits), axis=0) -
+          tf.math.log(n))
+
+
+def entropy_threshold(clean_entropy: np.ndarray, fpr: float = 0.05) -> float:
+  """Entropy above which at most a fraction fpr of clean inputs lie."""
+  if not 0.0 < fpr < 1.0:
+    raise ValueError(f'fpr must be in (0, 1), got {fpr}.')
+  if not len(clean_entropy):
+    raise ValueError('No clean entropies to set a threshold on.')
+  return float(np.quantile(np.asarray(clean_entropy, np.float64), 1.0 - fpr))
+
+
+def detection_rate(entropy: np.ndarray, threshold: float) -> float:
+  """Fraction of inputs whose entropy exceeds threshold (flagged)."""
+  entropy = np.asarray(entropy)
+  if not len(entropy):
+    return float('nan')
+  return float(np.mean(entropy > threshold))
+
+
+def _fixed_batches(images: np.ndarray, batch_size: int):
+  """Yields (batch of exactly batch_size, number of real rows): one shape."""
+  for start in range(0, len(images), batch_size):
+    batch = images[start:start + batch_size]
+    real = len(batch)
+    if real < batch_size:  # Pad with copies so no new shape is traced.
+      pad = np.repeat(batch[:1], batch_size - real, axis=0)
+      batch = np.concatenate([batch, pad])
+    yield batch, real
+
+
+def member_logits(model, params, images: np.ndarray, batch_size: int = 100,
+                  member_chunk: int = 100) -> np.ndarray:
+  """Logits [N, B, C] of the members in params, in image and member chunks.
+
+  Args:
+    model: a `members.Members`.
+    params: its parameter nest, every leaf leading with the member axis N.
+    images: [B, ...] float32.
+    batch_size: images per forward pass.
+    member_chunk: members per forward pass (bounds memory for large N).
+  """
+  n = int(tf.nest.flatten(params)[0].shape[0])
+  chunks = []
+  for start in range(0, n, member_chunk):
+    part = tf.nest.map_structure(lambda p, s=start: p[s:s + member_chunk],
+                                 params)
+    rows = [np.asarray(model.logits(part, tf.constant(batch)))[:, :real]
+            for batch, real in _fixed_batches(images, batch_size)]
+    chunks.append(np.concatenate(rows, axis=1))
+  return np.concatenate(chunks, axis=0)
+
+
+class EnsembleAttack:
+  """FGSM / PGD on the fused logits of an ensemble of num_members members.
+
+  One instance per ensemble size: `model_fn` is built once and reads the
+  members' parameters from variables, so assigning a new ensemble with
+  `set_members` does not retrace cleverhans' gradient function.
+  """
+
+  def __init__(self, model, num_members: int):
+    """
+    Args:
+      model: a `members.Members`.
+      num_members: the ensemble size N every assigned ensemble must have.
+    """
+    if num_members < 1:
+      raise ValueError(f'num_members must be positive, got {num_members}.')
+    self.model = model
+    self.num_members = num_members
+    self.trace_count = 0  # Graph traces of model_fn's Python body.
+    self._variables = None
+
+    def model_fn(x: tf.Tensor) -> tf.Tensor:
+      if self._variables is None:
+        raise RuntimeError('Assign an ensemble with set_members() first.')
+      if not tf.executing_eagerly():
+        self.trace_count += 1
+      params = tf.nest.map_structure(lambda v: v.read_value(),
+                                     self._variables)
+      return fused_logits(self.model.logits(params, x))
+
+    self.model_fn = model_fn
+
+  def set_members(self, params) -> None:
+    """Makes params (a nest with leading axis num_members) the ensemble."""
+    leaves = tf.nest.flatten(params)
+    n = {int(p.shape[0]) for p in leaves}
+    if n != {self.num_members}:
+      raise ValueError(f'This attack is for ensembles of {self.num_members} '
+                       f'members; got parameters for {sorted(n)}.')
+    if self._variables is None:
+      self._variables = tf.nest.map_structure(
+          lambda p: tf.Variable(p, trainable=False), params)
+      return
+    tf.nest.assert_same_structure(self._variables, params)
+    for variable, value in zip(tf.nest.flatten(self._variables), leaves):
+      if tuple(variable.shape) != tuple(value.shape):
+        raise ValueError(f'Parameter of shape {list(value.shape)} does not '
+                         f'fit the ensemble\'s {list(variable.shape)}.')
+      variable.assign(value)
+
+  def loss(self, images: tf.Tensor, labels: tf.Tensor) -> np.ndarray:
+    """Per-example cross-entropy of the fused logits: [B]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int64),
+        logits=self.model_fn(tf.cast(images, tf.float32))).numpy()
+
+  def attack_batch(self, attack: str, images: tf.Tensor, eps: float,
+                   labels: tf.Tensor | None = None, pgd_steps: int = 10,
+                   pgd_step_size: float = 0.25,
+                   pgd_rand_init: bool = True) -> tf.Tensor:
+    """Adversarial images for one batch, in [0, 1] and within eps (L-inf).
+
+    Args:
+      attack: 'fgsm' or 'pgd'.
+      images: [B, ...] in [0, 1].
+      eps: L-infinity radius.
+      labels: true labels (untargeted: raise their loss); None attacks the
+        ensemble's own predictions.
+      pgd_steps: PGD iterations.
+      pgd_step_size: PGD step as a fraction of eps.
+      pgd_rand_init: PGD starts at a uniform random point in the eps-ball
+        (Madry et al.); False is the basic iterative method.
+    """
+    if eps < 0:
+      raise ValueError(f'eps must be >= 0, got {eps}.')
+    images = tf.cast(images, tf.float32)
+    if labels is None:
+      labels = tf.argmax(self.model_fn(images), axis=1)
+    labels = tf.cast(labels, tf.int64)  # One dtype: no retrace.
+    if attack == 'fgsm':
+      return fast_gradient_method(
+          self.model_fn, images, eps, np.inf, clip_min=CLIP_MIN,
+          clip_max=CLIP_MAX, y=labels)
+    if attack == 'pgd':
+      return projected_gradient_descent(
+          self.model_fn, images, eps, min(eps, pgd_step_size * eps),
+          pgd_steps, np.inf, clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=labels,
+          rand_init=pgd_rand_init)
+    raise ValueError(f'Unknown attack {attack!r}; choose one of {ATTACKS}.')
+
+  def attack(self, attack: str, images: np.ndarray, labels: np.ndarray,
+             eps: float, batch_size: int = 100, **kwargs) -> np.ndarray:
+    """`attack_batch` over all images in fixed-size batches: [B, ...]."""
+    out = []
+    for start, (batch, real) in zip(
+        range(0, len(images), batch_size),
+        _fixed_batches(images, batch_size)):
+      y = labels[start:start + batch_size]
+      y = np.concatenate([y, np.repeat(y[:1], batch_size - real)])
+      adv = self.attack_batch(attack, batch, eps, y, **kwargs)
+      out.append(np.asarray(adv)[:real])
+    return np.concatenate(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialConfig:
+  """What `run_experiments` does; see scripts/adversarial.py's flags."""
+  attacks: tuple[str, ...] = ATTACKS
+  epsilons: tuple[float, ...] = (0.01, 0.03, 0.1, 0.2, 0.3)
+  ensemble_sizes: tuple[int, ...] = (5, 10, 100)
+  num_examples: int = 500
+  pgd_steps: int = 10
+  pgd_step_size: float = 0.25
+  pgd_rand_init: bool = True
+  transfer_networks: int = 500
+  fpr: float = 0.05
+  seed: int = 0
+  batch_size: int = 100
+
+  def __post_init__(self):
+    unknown = set(self.attacks) - set(ATTACKS)
+    if not self.attacks or unknown:
+      raise ValueError(f'attacks must be among {ATTACKS}, got '
+                       f'{list(self.attacks)}.')
+    if not self.epsilons or any(e < 0 for e in self.epsilons):
+      raise ValueError(f'epsilons must be >= 0, got {list(self.epsilons)}.')
+    if any(n < 1 for n in self.ensemble_sizes):
+      raise ValueError('ensemble sizes must be positive, got '
+                       f'{list(self.ensemble_sizes)}.')
+    for name in ('num_examples', 'pgd_steps', 'batch_size'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name} must be positive.')
+    if self.transfer_networks < 0:
+      raise ValueError('transfer_networks must be >= 0 (0 skips transfer).')
+    if not 0.0 < self.pgd_step_size <= 1.0:
+      raise ValueError('pgd_step_size is a fraction of eps in (0, 1], got '
+                       f'{self.pgd_step_size}.')
+    if not 0.0 < self.fpr < 1.0:
+      raise ValueError(f'fpr must be in (0, 1), got {self.fpr}.')
+
+
+def _key(attack: str, eps: float, what: str) -> str:
+  return f'adv/{attack}_eps{eps:g}_{what}'
+
+
+def _attack_kwargs(cfg: AdversarialConfig) -> dict[str, Any]:
+  return dict(batch_size=cfg.batch_size, pgd_steps=cfg.pgd_steps,
+              pgd_step_size=cfg.pgd_step_size,
+              pgd_rand_init=cfg.pgd_rand_init)
+
+
+def _probs(logits: np.ndarray) -> np.ndarray:
+  return metrics.ensemble_probabilities(logits).numpy()
+
+
+def _entropy(logits: np.ndarray) -> np.ndarray:
+  return metrics.entropy(metrics.ensemble_probabilities(logits)).numpy()
+
+
+def transfer(model, images: np.ndarray, labels: np.ndarray,
+             cfg: AdversarialConfig) -> tuple[dict[str, float], dict]:
+  """Figure 4: examples against one network, tested on T others.
+
+  Returns:
+    (metrics, {attack: {eps: per-example fraction of the T networks fooled,
+    over the images the source classifies correctly}}).
+  """
+  t = cfg.transfer_networks
+  if model.max_members is not None:
+    t = min(t, model.max_members)
+  source_params = model.sample(1, cfg.seed + 2)
+  target_params = model.sample(t, cfg.seed + 3)
+  attacker = EnsembleAttack(model, 1)
+  attacker.set_members(source_params)
+  eval_kw = dict(batch_size=cfg.batch_size)
+  source_clean = member_logits(model, source_params, images, **eval_kw)[0]
+  correct = source_clean.argmax(-1) == labels
+  target_clean = member_logits(model, target_params, images, **eval_kw)
+  out = {'adv/transfer_networks': float(t),
+         'adv/transfer_source_clean_accuracy': float(correct.mean()),
+         'adv/transfer_clean_error': float(
+             (target_clean.argmax(-1) != labels)[:, correct].mean())}
+  fractions: dict[str, dict[float, np.ndarray]] = {}
+  for attack in cfg.attacks:
+    fractions[attack] = {}
+    for eps in cfg.epsilons:
+      start = time.time()
+      adv = attacker.attack(attack, images, labels, eps, **_attack_kwargs(cfg))
+      source_fooled = member_logits(model, source_params, adv,
+                                    **eval_kw)[0].argmax(-1) != labels
+      fooled = member_logits(model, target_params, adv,
+                             **eval_kw).argmax(-1) != labels[None]
+      per_example = fooled.mean(axis=0)  # Fraction of the T networks.
+      fractions[attack][eps] = per_example[correct]
+      successful = correct & source_fooled
+      out[_key(attack, eps, 'transfer_fooled')] = float(
+          per_example[correct].mean())
+      out[_key(attack, eps, 'transfer_fooled_successful')] = float(
+          per_example[successful].mean()) if successful.any() else 0.0
+      out[_key(attack, eps, 'transfer_fooled_all')] = float(
+          (per_example[correct] == 1.0).mean())
+      out[_key(attack, eps, 'transfer_source_fooled')] = float(
+          source_fooled[correct].mean())
+      logging.info('transfer %s eps=%g: source fooled %.3f, fraction of %d '
+                   'networks fooled %.3f (%.1f s)', attack, eps,
+                   out[_key(attack, eps, 'transfer_source_fooled')], t,
+                   out[_key(attack, eps, 'transfer_fooled')],
+                   time.time() - start)
+  return out, fractions
+
+
+def ensemble_attacks(model, images: np.ndarray, labels: np.ndarray,
+                     num_members: int, cfg: AdversarialConfig
+                     ) -> tuple[dict[str, float], dict, int]:
+  """Figure 5 for one ensemble size N: attack one ensemble, test on both.
+
+  Returns:
+    (metrics, entropies {'clean' | (attack, eps): fresh-ensemble entropies
+    [B]}, traces of the attack's model_fn).
+  """
+  n = num_members
+  attacked = model.sample(n, cfg.seed)
+  fresh = model.sample(n, cfg.seed + 1)
+  attacker = EnsembleAttack(model, n)
+  attacker.set_members(attacked)
+  eval_kw = dict(batch_size=cfg.batch_size)
+  clean = {'attacked': member_logits(model, attacked, images, **eval_kw),
+           'fresh': member_logits(model, fresh, images, **eval_kw)}
+  clean_entropy = {k: _entropy(v) for k, v in clean.items()}
+  threshold = {k: entropy_threshold(v, cfg.fpr)
+               for k, v in clean_entropy.items()}
+  out = {
+      f'adv/clean_accuracy_n{n}': metrics.accuracy(_probs(clean['attacked']),
+                                                   labels),
+      f'adv/clean_accuracy_fresh_n{n}': metrics.accuracy(
+          _probs(clean['fresh']), labels),
+      f'adv/clean_entropy_mean_n{n}': float(clean_entropy['fresh'].mean()),
+      f'adv/entropy_threshold_n{n}': threshold['fresh'],
+      f'adv/entropy_threshold_attacked_n{n}': threshold['attacked'],
+  }
+  entropies: dict[Any, np.ndarray] = {'clean': clean_entropy['fresh']}
+  for attack in cfg.attacks:
+    for eps in cfg.epsilons:
+      start = time.time()
+      adv = attacker.attack(attack, images, labels, eps, **_attack_kwargs(cfg))
+      logits = {'attacked': member_logits(model, attacked, adv, **eval_kw),
+                'fresh': member_logits(model, fresh, adv, **eval_kw)}
+      entropy = {k: _entropy(v) for k, v in logits.items()}
+      wrong = _probs(logits['attacked']).argmax(-1) != labels
+      for which, suffix in (('fresh', ''), ('attacked', '_attacked')):
+        out[_key(attack, eps, f'accuracy_{which}_n{n}')] = metrics.accuracy(
+            _probs(logits[which]), labels)
+        out[_key(attack, eps, f'detection{suffix}_n{n}')] = detection_rate(
+            entropy[which], threshold[which])
+        out[_key(attack, eps, f'entropy_mean{suffix}_n{n}')] = float(
+            entropy[which].mean())
+        out[_key(attack, eps, f'auroc{suffix}_n{n}')] = metrics.ood_detection(
+            clean_entropy[which], entropy[which])['auroc']
+      # Among the examples that fool the attacked ensemble.
+      out[_key(attack, eps, f'detection_successful_n{n}')] = (
+          detection_rate(entropy['fresh'][wrong], threshold['fresh'])
+          if wrong.any() else float('nan'))
+      entropies[(attack, eps)] = entropy['fresh']
+      logging.info(
+          'N=%d %s eps=%g: accuracy attacked %.3f fresh %.3f; detection '
+          'fresh %.3f attacked %.3f (%.1f s, %d traces)', n, attack, eps,
+          out[_key(attack, eps, f'accuracy_attacked_n{n}')],
+          out[_key(attack, eps, f'accuracy_fresh_n{n}')],
+          out[_key(attack, eps, f'detection_n{n}')],
+          out[_key(attack, eps, f'detection_attacked_n{n}')],
+          time.time() - start, attacker.trace_count)
+  return out, entropies, attacker.trace_count
+
+
+def run_experiments(run_dir: str, cfg: AdversarialConfig,
+                    data_dir: str | None = None) -> dict[str, Any]:
+  """Both experiments on the model of run_dir; writes <run_dir>/adversarial/.
+
+  Writes metrics.json (the metrics, the config and diagnostics), report.md
+  and PNG figures: detection rate and accuracy against epsilon, entropy
+  eCDFs of clean vs adversarial inputs, and the transfer histogram.
+
+  Returns:
+    The payload written to metrics.json.
+  """
+  # Imported here: the attack code itself needs none of them.
+  from hypergan_tf import data  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import evaluation  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import members  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import training  # pylint: disable=g-import-not-at-top
+
+  wall = time.time()
+  out_dir = os.path.join(run_dir, 'adversarial')
+  os.makedirs(out_dir, exist_ok=True)
+  model = members.load(run_dir)
+  if data.DATASETS[model.dataset].task != 'classification':
+    raise ValueError(f'{run_dir} is a {model.dataset!r} regression model; '
+                     'adversarial detection needs a classifier.')
+  tf.random.set_seed(cfg.seed)  # PGD's random starts.
+  images, labels = [], []
+  for x, y in data.load(model.dataset, f'test[:{cfg.num_examples}]',
+                        cfg.batch_size, training=False,
+                        data_dir=data_dir or model.data_dir, download=False):
+    images.append(x.numpy())
+    labels.append(y.numpy())
+  images, labels = np.concatenate(images), np.concatenate(labels)
+  logging.info('Attacking %d %s test images.', len(labels), model.dataset)
+
+  results: dict[str, float] = {}
+  diagnostics: dict[str, Any] = {'traces': {}, 'seconds': {}}
+  sizes = []
+  for n in cfg.ensemble_sizes:
+    if model.max_members is not None and n > model.max_members:
+      logging.warning('Skipping N=%d: the model has %d members.', n,
+                      model.max_members)
+      continue
+    sizes.append(n)
+  config = dataclasses.asdict(cfg)
+  config['num_examples_used'] = int(len(labels))
+  config['ensemble_sizes_run'] = sizes
+  config['members_may_overlap'] = model.max_members is not None
+
+  def write(complete: bool) -> dict[str, Any]:
+    """metrics.json now; partial ones after each stage of a long run."""
+    diagnostics['seconds']['total'] = time.time() - wall
+    payload = {**{k: float(v) for k, v in results.items()},
+               'config': config, 'diagnostics': diagnostics,
+               'complete': complete, 'run_dir': run_dir,
+               'step': int(model.step)}
+    training.write_json(os.path.join(out_dir, 'metrics.json'), payload)
+    return payload
+
+  # Transfer first: cheaper than the largest ensembles, and then on disk.
+  fractions = {}
+  if cfg.transfer_networks:
+    start = time.time()
+    part, fractions = transfer(model, images, labels, cfg)
+    results.update(part)
+    diagnostics['seconds']['transfer'] = time.time() - start
+    write(complete=False)
+  all_entropies = {}
+  for n in sizes:
+    start = time.time()
+    part, all_entropies[n], traces = ensemble_attacks(model, images, labels,
+                                                      n, cfg)
+    results.update(part)
+    diagnostics['traces'][f'n{n}'] = traces
+    diagnostics['seconds'][f'n{n}'] = time.time() - start
+    write(complete=False)
+
+  paths = []
+  num_classes = int(model.num_classes)
+  if sizes:
+    for what, ylabel in (('detection', 'detection rate at '
+                          f'{cfg.fpr:.0%} FPR'),
+                         ('accuracy', 'accuracy under attack')):
+      series = {}
+      for attack in cfg.attacks:
+        series[attack] = {}
+        for n in sizes:
+          for which, style in (('fresh', '-'), ('attacked', '--')):
+            key = (f'detection{"" if which == "fresh" else "_attacked"}_n{n}'
+                   if what == 'detection' else f'accuracy_{which}_n{n}')
+            series[attack][f'N={n} {which}', style] = [
+                results[_key(attack, eps, key)] for eps in cfg.epsilons]
+      paths.append(figures.metric_vs_epsilon(
+          list(cfg.epsilons), series, os.path.join(out_dir, f'{what}.png'),
+          ylabel, f'{what.capitalize()} vs epsilon (solid: fresh ensemble, '
+          'dashed: attacked ensemble)'))
+    for attack in cfg.attacks:
+      panels, thresholds = {}, {}
+      for n in sizes:
+        name = f'{attack.upper()}, fresh ensemble N={n}'
+        thresholds[name] = results[f'adv/entropy_threshold_n{n}']
+        panels[name] = {
+            'clean': all_entropies[n]['clean'],
+            **{f'eps={eps:g}': all_entropies[n][(attack, eps)]
+               for eps in cfg.epsilons}}
+      paths.append(figures.entropy_ecdf_panels(
+          panels, os.path.join(out_dir, f'entropy_{attack}.png'),
+          float(np.log(num_classes)),
+          f'Ensemble entropy, clean vs {attack.upper()} inputs',
+          thresholds))
+  if fractions:
+    paths.append(figures.transfer_histograms(
+        {attack.upper(): {f'eps={eps:g}': v for eps, v in per_eps.items()}
+         for attack, per_eps in fractions.items()},
+        os.path.join(out_dir, 'transfer.png'),
+        f'Examples against one network, tested on '
+        f'{int(results["adv/transfer_networks"])} others'))
+
+  payload = write(complete=True)
+  results = {k: float(v) for k, v in results.items()}
+  text = evaluation.report(
+      results, f'Adversarial examples on {run_dir} (step {model.step})',
+      paths)
+  text += '\n' + _DEFINITIONS.format(**config)
+  training.write_text(os.path.join(out_dir, 'report.md'), text)
+  return payload
+
+
+_DEFINITIONS = """## Definitions
+
+- Attacks: cleverhans FGSM and PGD (L-infinity, {pgd_steps} steps of
+  {pgd_step_size} x eps, random start: {pgd_rand_init}), pixels clipped to
+  [0, 1], untargeted on the true labels of the first {num_examples_used}
+  test images, against the fused logits log(mean softmax) of the attacked
+  ensemble.
+- `accuracy_attacked_n<N>` / `accuracy_fresh_n<N>`: accuracy of the attacked
+  ensemble / of a freshly sampled ensemble of the same size (seed + 1) on the
+  adversarial images. Members may overlap: {members_may_overlap}.
+- `detection_n<N>` (fresh ensemble) / `detection_attacked_n<N>`: fraction of
+  all adversarial images whose ensemble entropy exceeds the threshold that
+  flags {fpr:.0%} of the clean versions of the same images (the
+  `entropy_threshold_n<N>`). `detection_successful_n<N>`: the same among
+  the adversarial images the attacked ensemble misclassifies.
+  `auroc_n<N>`: AUROC of entropy, adversarial vs clean.
+- `transfer_fooled`: examples crafted against one sampled network, tested
+  on `transfer_networks` others; over the test images the source classifies
+  correctly, the mean fraction of the other networks that misclassify the
+  adversarial image. `_successful`: only images that fool the source;
+  `_all`: fraction of images that fool every network; `transfer_source_fooled`:
+  the source's own error rate on them.
+"""

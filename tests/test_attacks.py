@@ -1,0 +1,161 @@
+"""Attacks on sampled ensembles: cleverhans FGSM/PGD, detection, the script."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hypergan_tf import attacks
+from hypergan_tf import config
+from hypergan_tf import data
+from hypergan_tf import members
+from hypergan_tf import training
+from tests.conftest import REPO
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope='module')
+def run_dir(tfds_dir, tmp_path_factory):
+  """A tiny HyperGAN trained for a few steps (seconds)."""
+  path = tmp_path_factory.mktemp('adv') / 'run'
+  training.train(config.TrainConfig(run_dir=str(path), data_dir=tfds_dir,
+                                    download=False, **TINY))
+  return path
+
+
+@pytest.fixture(scope='module')
+def model(run_dir):
+  return members.load(str(run_dir))
+
+
+@pytest.fixture(scope='module')
+def batch(tfds_dir):
+  x, y = next(iter(data.load('mnist', 'test[:16]', 16, training=False,
+                             data_dir=tfds_dir, download=False)))
+  return x.numpy(), y.numpy()
+
+
+def test_fused_logits_are_log_of_mean_softmax():
+  logits = tf.constant([[[2.0, 0.0, -1.0]], [[0.0, 3.0, 0.5]]])  # [2, 1, 3]
+  fused = attacks.fused_logits(logits)
+  mean = tf.reduce_mean(tf.nn.softmax(logits), axis=0)
+  np.testing.assert_allclose(np.exp(fused), mean, rtol=1e-5)
+  # One member: same softmax as its own logits.
+  np.testing.assert_allclose(tf.nn.softmax(attacks.fused_logits(logits[:1])),
+                             tf.nn.softmax(logits[0]), rtol=1e-5)
+
+
+@pytest.mark.parametrize('attack', attacks.ATTACKS)
+def test_eps_zero_changes_no_input(model, batch, attack):
+  x, y = batch
+  attacker = attacks.EnsembleAttack(model, 3)
+  attacker.set_members(model.sample(3, 0))
+  adv = attacker.attack(attack, x, y, 0.0, batch_size=16, pgd_steps=2)
+  np.testing.assert_array_equal(adv, x)
+
+
+@pytest.mark.parametrize('attack', attacks.ATTACKS)
+def test_attack_raises_loss_and_stays_in_eps_ball(model, batch, attack):
+  x, y = batch
+  eps = 0.1
+  attacker = attacks.EnsembleAttack(model, 3)
+  attacker.set_members(model.sample(3, 0))
+  adv = attacker.attack(attack, x, y, eps, batch_size=16, pgd_steps=3)
+  assert adv.shape == x.shape and adv.dtype == np.float32
+  assert adv.min() >= 0.0 and adv.max() <= 1.0
+  change = np.abs(adv - x)
+  assert change.max() <= eps + 1e-6
+  assert change.max() >= eps - 1e-6  # It did move, by the full budget.
+  # The tiny model is barely trained (loss near log 10), so the rise is
+  # small, but it must hold for every image and beat random signs.
+  clean_loss, adv_loss = attacker.loss(x, y), attacker.loss(adv, y)
+  assert np.all(adv_loss > clean_loss)
+  signs = np.sign(np.random.default_rng(0).uniform(-1, 1, x.shape))
+  random = np.clip(x + eps * signs, 0, 1).astype(np.float32)
+  assert (adv_loss - clean_loss).mean() > 2 * abs(
+      (attacker.loss(random, y) - clean_loss).mean())
+
+
+def test_no_retracing_across_ensembles(model, batch):
+  x, y = batch
+  attacker = attacks.EnsembleAttack(model, 3)
+  results = []
+  for seed in range(3):
+    attacker.set_members(model.sample(3, seed))
+    for eps in (0.05, 0.1):
+      results.append(attacker.attack('fgsm', x, y, eps, batch_size=8))
+    attacker.attack('pgd', x, y, 0.1, batch_size=8, pgd_steps=2)
+    assert attacker.trace_count == 1, f'retraced at ensemble {seed}'
+  # The traced graph reads the reassigned variables: ensemble 2 through the
+  # reused model_fn equals ensemble 2 attacked by a fresh one.
+  fresh = attacks.EnsembleAttack(model, 3)
+  fresh.set_members(model.sample(3, 2))
+  np.testing.assert_allclose(results[-1], fresh.attack('fgsm', x, y, 0.1,
+                                                       batch_size=8))
+  assert not np.array_equal(results[1], results[-1])  # Ensembles differ.
+
+
+def test_set_members_rejects_another_ensemble_size(model):
+  attacker = attacks.EnsembleAttack(model, 3)
+  with pytest.raises(ValueError, match='ensembles of 3'):
+    attacker.set_members(model.sample(2, 0))
+
+
+def test_detection_threshold_on_hand_made_entropies():
+  clean = np.arange(100) / 100.0  # 0.00 .. 0.99
+  threshold = attacks.entropy_threshold(clean, fpr=0.05)
+  assert 0.94 < threshold < 0.95
+  assert attacks.detection_rate(clean, threshold) == pytest.approx(0.05)
+  adversarial = np.array([0.95, 0.5, 1.0, 0.99, 2.0])
+  assert attacks.detection_rate(adversarial, threshold) == pytest.approx(0.8)
+  # A stricter FPR raises the threshold.
+  assert attacks.entropy_threshold(clean, fpr=0.01) > threshold
+  with pytest.raises(ValueError):
+    attacks.entropy_threshold(clean, fpr=0.0)
+
+
+def test_member_logits_in_chunks_match_one_pass(model, batch):
+  x, _ = batch
+  params = model.sample(5, 0)
+  whole = np.asarray(model.logits(params, tf.constant(x)))
+  chunked = attacks.member_logits(model, params, x, batch_size=6,
+                                  member_chunk=2)
+  np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_adversarial_script_writes_every_file(run_dir):
+  out = subprocess.run(
+      [sys.executable, 'scripts/adversarial.py', f'--run_dir={run_dir}',
+       '--epsilons=0,0.2', '--ensemble_sizes=2,3', '--num_examples=25',
+       '--batch_size=10', '--pgd_steps=2', '--transfer_networks=6'],
+      capture_output=True, text=True, cwd=REPO, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  adv_dir = run_dir / 'adversarial'
+  for name in ('metrics.json', 'report.md', 'detection.png', 'accuracy.png',
+               'entropy_fgsm.png', 'entropy_pgd.png', 'transfer.png'):
+    assert (adv_dir / name).stat().st_size > 0, name
+  results = json.loads((adv_dir / 'metrics.json').read_text())
+  for n in (2, 3):
+    assert 0.0 <= results[f'adv/clean_accuracy_n{n}'] <= 1.0
+    assert results['diagnostics']['traces'][f'n{n}'] == 1
+    for attack in ('fgsm', 'pgd'):
+      for eps in (0, 0.2):
+        for what in ('detection', 'detection_attacked', 'accuracy_attacked',
+                     'accuracy_fresh'):
+          value = results[f'adv/{attack}_eps{eps:g}_{what}_n{n}']
+          assert 0.0 <= value <= 1.0
+      # eps = 0: the images are the clean ones.
+      assert (results[f'adv/{attack}_eps0_accuracy_attacked_n{n}'] ==
+              results[f'adv/clean_accuracy_n{n}'])
+      assert results[f'adv/{attack}_eps0_detection_n{n}'] <= 0.1
+      assert (results[f'adv/{attack}_eps0.2_accuracy_attacked_n{n}'] <
+              results[f'adv/clean_accuracy_n{n}'])
+  for attack in ('fgsm', 'pgd'):
+    assert 0.0 <= results[f'adv/{attack}_eps0.2_transfer_fooled'] <= 1.0
+  assert results['complete'] is True
+  assert results['config']['num_examples_used'] == 25
+  assert results['config']['ensemble_sizes_run'] == [2, 3]
+  assert '`adv/fgsm_eps0.2_detection_n3`' in (adv_dir / 'report.md').read_text()
