@@ -18,10 +18,47 @@ from hypergan_tf import hypernet
 from hypergan_tf import targets
 
 
-def _field(default, help_text: str, lower=None, upper=None, choices=None):
+def flag_field(default, help_text: str, lower=None, upper=None,
+               choices=None):
   """A config field that also carries its flag's help, bounds and choices."""
   return dataclasses.field(default=default, metadata=dict(
       help=help_text, lower=lower, upper=upper, choices=choices))
+
+
+_field = flag_field  # Short, for the tables of fields below.
+
+
+def check_fields(config) -> None:
+  """Checks each flag_field of a config dataclass against choices and bounds.
+
+  Raises:
+    ValueError: naming the flag, the value and what is allowed.
+  """
+  for field in dataclasses.fields(config):
+    value, meta = getattr(config, field.name), field.metadata
+    if meta['choices'] and value not in meta['choices']:
+      raise ValueError(f'Unknown --{field.name} {value!r}; choose one of '
+                       f'{list(meta["choices"])}.')
+    if meta['lower'] is not None and value < meta['lower']:
+      raise ValueError(f'--{field.name} must be >= {meta["lower"]}, got '
+                       f'{value}.')
+    if meta['upper'] is not None and value > meta['upper']:
+      raise ValueError(f'--{field.name} must be <= {meta["upper"]}, got '
+                       f'{value}.')
+
+
+def check_target_fits_dataset(target: str, dataset: str) -> None:
+  """Raises ValueError unless the target's input and output fit the data."""
+  spec, info = targets.get_target(target), data.DATASETS[dataset]
+  if tuple(spec.input_shape) != info.input_shape:
+    raise ValueError(
+        f'Target {target!r} takes inputs {spec.input_shape} but dataset '
+        f'{dataset!r} has examples {info.input_shape}; pick a matching '
+        '--target.')
+  if spec.output_dim != info.num_outputs:
+    raise ValueError(
+        f'Target {target!r} has {spec.output_dim} outputs but dataset '
+        f'{dataset!r} needs {info.num_outputs}; pick a matching --target.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,32 +136,11 @@ class TrainConfig:
   keep_checkpoints: int = _field(3, 'Checkpoints kept on disk.', 1)
 
   def __post_init__(self):
-    for field in dataclasses.fields(self):
-      value, meta = getattr(self, field.name), field.metadata
-      if meta['choices'] and value not in meta['choices']:
-        raise ValueError(f'Unknown --{field.name} {value!r}; choose one of '
-                         f'{list(meta["choices"])}.')
-      if meta['lower'] is not None and value < meta['lower']:
-        raise ValueError(f'--{field.name} must be >= {meta["lower"]}, got '
-                         f'{value}.')
-      if meta['upper'] is not None and value > meta['upper']:
-        raise ValueError(f'--{field.name} must be <= {meta["upper"]}, got '
-                         f'{value}.')
+    check_fields(self)
     if self.learning_rate <= 0:
       raise ValueError(f'--learning_rate must be positive, got '
                        f'{self.learning_rate}.')
-    spec = self.spec
-    info = data.DATASETS[self.dataset]
-    if tuple(spec.input_shape) != info.input_shape:
-      raise ValueError(
-          f'Target {self.target!r} takes inputs {spec.input_shape} but '
-          f'dataset {self.dataset!r} has examples {info.input_shape}; pick a '
-          'matching --target.')
-    if spec.output_dim != info.num_outputs:
-      raise ValueError(
-          f'Target {self.target!r} has {spec.output_dim} outputs but dataset '
-          f'{self.dataset!r} needs {info.num_outputs}; pick a matching '
-          '--target.')
+    check_target_fits_dataset(self.target, self.dataset)
     if self.warmup_steps >= self.steps:
       raise ValueError(f'--warmup_steps ({self.warmup_steps}) must be smaller '
                        f'than --steps ({self.steps}).')
@@ -161,9 +177,10 @@ ARCHITECTURE_FIELDS = ('dataset', 'target', 'noise_dim', 'code_dim',
                        'batch_norm', 'optimizer')
 
 
-def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
-  """Defines one absl flag per TrainConfig field; bounds fail at parsing."""
-  for field in dataclasses.fields(TrainConfig):
+def define_flags(fv: flags.FlagValues = flags.FLAGS,
+                 config_class: type = TrainConfig) -> None:
+  """Defines one absl flag per field of config_class; bounds fail at parsing."""
+  for field in dataclasses.fields(config_class):
     meta, default = field.metadata, field.default
     kwargs = dict(flag_values=fv)
     if field.name == 'run_dir':
@@ -183,7 +200,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
       flags.DEFINE_string(field.name, default, meta['help'], **kwargs)
 
 
-def from_flags(fv: flags.FlagValues = flags.FLAGS) -> TrainConfig:
-  """Builds (and validates) a TrainConfig from parsed flags."""
-  names = [f.name for f in dataclasses.fields(TrainConfig)]
-  return TrainConfig(**{name: fv[name].value for name in names})
+def from_flags(fv: flags.FlagValues = flags.FLAGS,
+               config_class: type = TrainConfig):
+  """Builds (and validates) a config_class instance from parsed flags."""
+  return config_class(**{f.name: fv[f.name].value
+                         for f in dataclasses.fields(config_class)})

@@ -74,5 +74,8 @@ def load(run_dir: str) -> Members:
     method = json.load(f).get('method', 'hypergan')
   if method == 'hypergan':
     return HyperGanMembers(training.load_trainer(run_dir))
+  from hypergan_tf import baselines  # pylint: disable=g-import-not-at-top
+  if method in baselines.METHODS:
+    return baselines.load_members(run_dir)
   raise ValueError(f'{run_dir} holds a {method!r} run, which this version '
                    'cannot load.')

@@ -383,18 +383,7 @@ class Trainer:
 
   def restore(self) -> bool:
     """Restores the latest checkpoint in run_dir; True if one was found."""
-    if self.manager is None or self.manager.latest_checkpoint is None:
-      return False
-    path = self.manager.latest_checkpoint
-    try:
-      self.checkpoint.restore(path).assert_existing_objects_matched()
-    except Exception as e:  # Truncated files raise IndexError, others vary.
-      raise RuntimeError(
-          f'Checkpoint {path} cannot be restored into this model ({e}). It '
-          'is corrupt or was written with other flags; use the original '
-          'flags or a fresh --run_dir.') from e
-    logging.info('Resumed from %s at step %d.', path, int(self.step.numpy()))
-    return True
+    return restore_latest(self.checkpoint, self.manager, self.step)
 
   def weights_finite(self) -> bool:
     return all(bool(tf.reduce_all(tf.math.is_finite(v)))
@@ -416,6 +405,28 @@ class Trainer:
                     int(self.step.numpy()))
       return None
     return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+
+def restore_latest(checkpoint: tf.train.Checkpoint,
+                   manager: tf.train.CheckpointManager | None,
+                   step: tf.Variable) -> bool:
+  """Restores the manager's latest checkpoint; True if there was one.
+
+  Raises:
+    RuntimeError: the checkpoint is truncated or of another model.
+  """
+  if manager is None or manager.latest_checkpoint is None:
+    return False
+  path = manager.latest_checkpoint
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except Exception as e:  # Truncated files raise IndexError, others vary.
+    raise RuntimeError(
+        f'Checkpoint {path} cannot be restored into this model ({e}). It is '
+        'corrupt or was written with other flags; use the original flags or '
+        'a fresh --run_dir.') from e
+  logging.info('Resumed from %s at step %d.', path, int(step.numpy()))
+  return True
 
 
 def load_trainer(run_dir: str) -> Trainer:
@@ -462,7 +473,7 @@ def check_same_model(cfg: config_lib.TrainConfig) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
+def sigterm_as_interrupt():
   """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
   def handler(signum, frame):
     del signum, frame
@@ -520,7 +531,7 @@ def train(cfg: config_lib.TrainConfig,
                'steps %d -> %d.', cfg.target, cfg.dataset, cfg.num_networks,
                cfg.batch_size, int(trainer.step.numpy()), cfg.steps)
   window_start, window_steps, sums = time.time(), 0, {}
-  with _sigterm_as_interrupt(), writer.as_default():
+  with sigterm_as_interrupt(), writer.as_default():
     try:
       while int(trainer.step.numpy()) < cfg.steps:
         images, labels = next(dist_train)

@@ -1,0 +1,572 @@
+"""Baselines under the HyperGAN's protocol: ensembles, MC dropout, variational.
+
+Every baseline trains the same target network (`targets.TargetSpec`) on the
+same `tf.data` pipelines and emits its members in the HyperGAN's format: one
+(kernel [N, ...], bias [N, ...]) pair per layer, evaluated by
+`targets.apply`. So evaluation, attacks and the weight-diversity row treat a
+baseline exactly like sampled HyperGAN networks (`members.Members`).
+
+- 'ensemble': K networks held as stacked variables [K, ...], each from its
+  own He-normal initialisation, trained side by side; a member is one of the
+  K networks, so at most K members can be sampled.
+- 'mc_dropout': one network with dropout on the inputs of every layer but
+  the first (whole input channels of a conv layer, single units of a dense
+  layer). A member is the network with one dropout mask folded into its
+  kernels: dropping input j of a layer zeroes the kernel's input slice j and
+  the rest is scaled by 1 / (1 - rate), exactly what dropout does to the
+  layer's output.
+- 'variational': a mean-field Gaussian posterior N(mu, softplus(rho)^2) over
+  every parameter, trained by reparameterised samples (Bayes by backprop)
+  against a N(0, prior_std^2) prior, with the KL divided by the number of
+  training examples. Built from `tfp.distributions` on plain tensors: TFP's
+  Keras layers are tf_keras objects that do not mix with Keras 3.
+
+Each training step takes `num_members` members and gives each its own batch
+of `batch_size` examples (one seeded stream of num_members x batch_size
+examples, split), so ensemble members see different batches and different
+dropout masks / weight samples each cover a part of the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+from absl import flags
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from hypergan_tf import config as config_lib
+from hypergan_tf import data
+from hypergan_tf import evaluation
+from hypergan_tf import targets
+from hypergan_tf import training
+
+tfd = tfp.distributions
+
+METHODS = ('ensemble', 'mc_dropout', 'variational')
+CLASSIFICATION_DATASETS = tuple(
+    name for name in data.TRAINABLE
+    if data.DATASETS[name].task == 'classification')
+_field = config_lib.flag_field
+# Seeds derived from --seed for independent streams.
+_EVAL_SEED_OFFSET = 1_000_003
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineConfig:
+  """Everything a baseline run depends on; each field is also a flag.
+
+  The optimizer fields have the names and meaning of `config.TrainConfig`'s,
+  so `training.make_optimizer` serves both.
+  """
+  run_dir: str = _field('', 'Directory for checkpoints, TensorBoard '
+                        'summaries and results.json; rerunning resumes it.')
+  method: str = _field('ensemble', 'Baseline to train.', choices=METHODS)
+  dataset: str = _field('mnist', 'Classification dataset (a TFDS dataset or '
+                        'a fixed subset).', choices=CLASSIFICATION_DATASETS)
+  target: str = _field('mnist', 'Target network spec (the HyperGAN\'s).',
+                       choices=tuple(sorted(targets.TARGETS)))
+  data_dir: str | None = _field(
+      None, 'TFDS data directory (default: $TFDS_DATA_DIR, then TFDS '
+      'default).')
+  download: bool = _field(True, 'Let TFDS download a missing dataset.')
+  eval_split: str = _field('test', 'Split (or TFDS slice) for periodic and '
+                           'final evaluation.')
+  seed: int = _field(0, 'Seed for initialisation, masks, weight samples and '
+                     'shuffling.')
+  num_members: int = _field(
+      10, "ensemble: K, the number of networks. mc_dropout / variational: "
+      'dropout masks / weight samples per training step.', 1)
+  batch_size: int = _field(100, 'Examples per member per step.', 1)
+  steps: int = _field(5000, 'Training steps.', 1)
+  learning_rate: float = _field(1e-3, 'Peak learning rate.', 0.0)
+  lr_schedule: str = _field('cosine', 'Schedule after the warm-up.',
+                            choices=('cosine', 'constant'))
+  warmup_steps: int = _field(0, 'Linear learning-rate warm-up steps.', 0)
+  min_lr_ratio: float = _field(0.0, 'Final cosine learning rate as a '
+                               'fraction of the peak.', 0.0, 1.0)
+  optimizer: str = _field('adam', 'Optimizer.', choices=('adam', 'adamw'))
+  weight_decay: float = _field(0.0, 'Decoupled weight decay (adamw).', 0.0)
+  clipnorm: float = _field(0.0, 'Global gradient-norm clip; 0 disables (it '
+                           'couples the members of an ensemble).', 0.0)
+  adam_beta_1: float = _field(0.9, 'Adam beta_1.', 0.0, 1.0)
+  adam_beta_2: float = _field(0.999, 'Adam beta_2.', 0.0, 1.0)
+  dropout_rate: float = _field(0.25, 'mc_dropout: probability of dropping '
+                               'an input channel / unit.', 0.0, 1.0)
+  prior_std: float = _field(1.0, 'variational: std of the N(0, std^2) '
+                            'prior on every parameter.', 0.0)
+  posterior_init_std: float = _field(1e-3, 'variational: initial posterior '
+                                     'std of every parameter.', 0.0)
+  kl_weight: float = _field(1.0, 'variational: multiplies the KL term '
+                            '(1 = the ELBO; < 1 tempers the prior).', 0.0)
+  forward_method: str = _field('loop', 'How conv layers batch over members.',
+                               choices=targets.FORWARD_METHODS)
+  log_every: int = _field(100, 'Steps between progress lines and training '
+                          'summaries.', 1)
+  eval_every: int = _field(1000, 'Steps between test evaluations.', 1)
+  eval_members: int = _field(10, 'Members for periodic evaluation.', 1)
+  final_eval_members: int = _field(100, 'Members for the final evaluation '
+                                   '(at most K for an ensemble).', 1)
+  checkpoint_every: int = _field(500, 'Steps between checkpoints.', 1)
+  keep_checkpoints: int = _field(3, 'Checkpoints kept on disk.', 1)
+
+  def __post_init__(self):
+    config_lib.check_fields(self)
+    for name in ('learning_rate', 'prior_std', 'posterior_init_std'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'--{name} must be positive, got '
+                         f'{getattr(self, name)}.')
+    if self.dropout_rate >= 1.0:
+      raise ValueError(f'--dropout_rate must be below 1, got '
+                       f'{self.dropout_rate}.')
+    config_lib.check_target_fits_dataset(self.target, self.dataset)
+    if self.warmup_steps >= self.steps:
+      raise ValueError(f'--warmup_steps ({self.warmup_steps}) must be smaller '
+                       f'than --steps ({self.steps}).')
+
+  @property
+  def spec(self) -> targets.TargetSpec:
+    return targets.get_target(self.target)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """One absl flag per BaselineConfig field (see `config.define_flags`)."""
+  config_lib.define_flags(fv, BaselineConfig)
+
+
+def from_flags(fv: flags.FlagValues = flags.FLAGS) -> BaselineConfig:
+  """Builds (and validates) a BaselineConfig from parsed flags."""
+  return config_lib.from_flags(fv, BaselineConfig)
+
+
+# ------------------------------------------------------------------ models
+# Each model holds its variables (`weights`) and gives members in the
+# HyperGAN's format: `train_params(rng, n)` inside the train step (drawn from
+# the checkpointed generator) and `sample(n, seed)` for evaluation
+# (stateless, reproducible from seed). `max_members`: None, or K.
+
+
+def _seeds(seed: int, salt: int, count: int) -> tf.Tensor:
+  """count stateless seeds [count, 2] derived from (seed, salt)."""
+  return tf.random.experimental.stateless_split(
+      tf.constant([seed, salt], tf.int64), count)
+
+
+def _he_kernels(spec: targets.TargetSpec, shape_prefix: tuple[int, ...],
+                seed: int) -> list[tf.Tensor]:
+  """He-normal kernels (std sqrt(2 / fan_in)) of every layer."""
+  seeds = _seeds(seed, 0, len(spec.layers))
+  return [tf.random.stateless_normal((*shape_prefix, *k_shape), seeds[i]) *
+          math.sqrt(2.0 / fan_in)
+          for i, ((k_shape, _), fan_in) in enumerate(
+              zip(spec.param_shapes, spec.fan_ins))]
+
+
+class Ensemble(tf.Module):
+  """K independently initialised networks, trained side by side."""
+
+  def __init__(self, spec: targets.TargetSpec, cfg: BaselineConfig):
+    super().__init__(name='ensemble')
+    self.spec = spec
+    self.max_members = k = cfg.num_members
+    # Member i's kernels are its own slices of one seeded draw: K
+    # independent He-normal initialisations.
+    self.kernels = [tf.Variable(kernel, name=f'kernel_{i}') for i, kernel in
+                    enumerate(_he_kernels(spec, (k,), cfg.seed))]
+    self.biases = [tf.Variable(tf.zeros((k, *b_shape)), name=f'bias_{i}')
+                   for i, (_, b_shape) in enumerate(spec.param_shapes)]
+
+  @property
+  def weights(self) -> list[tf.Variable]:
+    return self.kernels + self.biases
+
+  def train_params(self, rng: tf.random.Generator, n: int):
+    del rng
+    if n != self.max_members:
+      raise ValueError(f'An ensemble trains all its {self.max_members} '
+                       f'members at once, not {n}.')
+    return list(zip(self.kernels, self.biases))
+
+  def sample(self, n: int, seed: int):
+    """n distinct members, chosen by a permutation seeded by seed."""
+    if not 1 <= n <= self.max_members:
+      raise ValueError(f'This ensemble has {self.max_members} members; '
+                       f'cannot sample {n}.')
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(self.max_members), tf.constant([seed, 1], tf.int64))[:n]
+    return [(tf.gather(k, order), tf.gather(b, order))
+            for k, b in zip(self.kernels, self.biases)]
+
+
+class McDropout(tf.Module):
+  """One network; members are dropout masks folded into its kernels."""
+
+  def __init__(self, spec: targets.TargetSpec, cfg: BaselineConfig):
+    super().__init__(name='mc_dropout')
+    self.spec, self.rate = spec, cfg.dropout_rate
+    self.max_members = None
+    self.kernels = [tf.Variable(kernel, name=f'kernel_{i}') for i, kernel in
+                    enumerate(_he_kernels(spec, (), cfg.seed))]
+    self.biases = [tf.Variable(tf.zeros(b_shape), name=f'bias_{i}')
+                   for i, (_, b_shape) in enumerate(spec.param_shapes)]
+
+  @property
+  def weights(self) -> list[tf.Variable]:
+    return self.kernels + self.biases
+
+  @property
+  def mask_sizes(self) -> list[int]:
+    """Inputs dropped per layer (None for the first layer: no dropout)."""
+    return [None] + [k_shape[-2] for k_shape, _ in self.spec.param_shapes[1:]]
+
+  def fold(self, n: int, uniforms: list[tf.Tensor | None]):
+    """n members from uniforms [n, inputs] per layer: keep where >= rate."""
+    params = []
+    for kernel, bias, u in zip(self.kernels, self.biases, uniforms):
+      k = tf.broadcast_to(kernel[None], [n, *kernel.shape])
+      if u is not None:
+        keep = tf.cast(u >= self.rate, k.dtype) / (1.0 - self.rate)
+        # Dense kernels [n, in, out]; conv kernels [n, h, w, in, out].
+        k *= tf.reshape(keep, [n] + [1] * (len(kernel.shape) - 2) +
+                        [kernel.shape[-2], 1])
+      params.append((k, tf.broadcast_to(bias[None], [n, *bias.shape])))
+    return params
+
+  def train_params(self, rng: tf.random.Generator, n: int):
+    return self.fold(n, [None if size is None else rng.uniform([n, size])
+                         for size in self.mask_sizes])
+
+  def sample(self, n: int, seed: int):
+    seeds = _seeds(seed, 2, len(self.mask_sizes))
+    return self.fold(n, [
+        None if size is None else tf.random.stateless_uniform([n, size],
+                                                              seeds[i])
+        for i, size in enumerate(self.mask_sizes)])
+
+
+class Variational(tf.Module):
+  """A mean-field Gaussian posterior over every parameter of the network."""
+
+  def __init__(self, spec: targets.TargetSpec, cfg: BaselineConfig):
+    super().__init__(name='variational')
+    self.spec = spec
+    self.max_members = None
+    self.prior_std = cfg.prior_std
+    rho = float(tfp.math.softplus_inverse(cfg.posterior_init_std))
+    shapes = [shape for pair in spec.param_shapes for shape in pair]
+    kernels = _he_kernels(spec, (), cfg.seed)
+    self.locs = [tf.Variable(kernels[i // 2] if i % 2 == 0 else
+                             tf.zeros(shape), name=f'loc_{i}')
+                 for i, shape in enumerate(shapes)]
+    self.rhos = [tf.Variable(tf.fill(shape, rho), name=f'rho_{i}')
+                 for i, shape in enumerate(shapes)]
+
+  @property
+  def weights(self) -> list[tf.Variable]:
+    return self.locs + self.rhos
+
+  def posterior(self) -> list[tfd.Normal]:
+    """Kernel and bias posteriors, alternating, layer by layer."""
+    return [tfd.Normal(loc, tf.nn.softplus(rho))
+            for loc, rho in zip(self.locs, self.rhos)]
+
+  def _draw(self, n: int, seeds: tf.Tensor):
+    flat = [q.sample(n, seed=tf.cast(seeds[i], tf.int32))
+            for i, q in enumerate(self.posterior())]
+    return list(zip(flat[0::2], flat[1::2]))
+
+  def train_params(self, rng: tf.random.Generator, n: int):
+    return self._draw(n, tf.transpose(rng.make_seeds(len(self.locs))))
+
+  def kl_divergence(self) -> tf.Tensor:
+    """KL(posterior || prior), summed over all parameters."""
+    prior = tfd.Normal(0.0, self.prior_std)
+    return tf.add_n([tf.reduce_sum(tfd.kl_divergence(q, prior))
+                     for q in self.posterior()])
+
+  def sample(self, n: int, seed: int):
+    return self._draw(n, _seeds(seed, 3, len(self.locs)))
+
+
+MODELS = {'ensemble': Ensemble, 'mc_dropout': McDropout,
+          'variational': Variational}
+
+
+def apply_per_member(spec: targets.TargetSpec, params, images: tf.Tensor,
+                     method: str = 'loop') -> tf.Tensor:
+  """Member i on its own batch images[i]: [M, B, ...] -> logits [M, B, C].
+
+  M must be static. Costs what `targets.apply` of M networks on one shared
+  batch costs (measured equal on CPU for the MNIST target).
+  """
+  return tf.concat([
+      targets.apply(spec, [(k[i:i + 1], b[i:i + 1]) for k, b in params],
+                    images[i], method)
+      for i in range(images.shape[0])], axis=0)
+
+
+# ----------------------------------------------------------------- trainer
+
+
+class BaselineTrainer:
+  """Builds a baseline, its optimizer and checkpoint, and trains it."""
+
+  def __init__(self, cfg: BaselineConfig,
+               num_train_examples: int | None = None):
+    """Builds the model, optimizer and checkpoint.
+
+    Args:
+      cfg: the run's configuration.
+      num_train_examples: size of the training set; divides the variational
+        KL term, so training a variational baseline needs it (loading one
+        for evaluation does not).
+    """
+    self.cfg, self.spec = cfg, cfg.spec
+    keras.utils.set_random_seed(cfg.seed)
+    self.model = MODELS[cfg.method](self.spec, cfg)
+    self.kl_scale = (cfg.kl_weight / num_train_examples
+                     if num_train_examples else None)
+    self.optimizer = training.make_optimizer(cfg)
+    self.optimizer.build(self.model.weights)
+    self.rng = tf.random.Generator.from_seed(cfg.seed)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    self.wall_time = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                 name='wall_time')
+    self.checkpoint = tf.train.Checkpoint(
+        step=self.step, wall_time=self.wall_time, model=self.model,
+        optimizer=self.optimizer, rng=self.rng)
+    self.manager = None
+    if cfg.run_dir:
+      self.manager = tf.train.CheckpointManager(
+          self.checkpoint, os.path.join(cfg.run_dir, 'checkpoints'),
+          max_to_keep=cfg.keep_checkpoints)
+    self._train_step = tf.function(self._step)
+    self.logits = tf.function(self._logits)
+
+  def _step(self, images: tf.Tensor, labels: tf.Tensor):
+    """One update on num_members x batch_size examples."""
+    cfg = self.cfg
+    m = cfg.num_members
+    images = tf.reshape(images, [m, cfg.batch_size, *self.spec.input_shape])
+    labels = tf.reshape(labels, [m, cfg.batch_size])
+    variables = self.model.weights
+    with tf.GradientTape() as tape:
+      params = self.model.train_params(self.rng, m)
+      logits = apply_per_member(self.spec, params, images, cfg.forward_method)
+      task_loss = tf.reduce_mean(
+          tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+      losses = {'task_loss': task_loss}
+      if cfg.method == 'ensemble':
+        # The sum of the members' losses: each trains as if alone.
+        loss = m * task_loss
+      elif cfg.method == 'variational':
+        if self.kl_scale is None:
+          raise ValueError('Training a variational baseline needs '
+                           'num_train_examples to scale the KL term.')
+        kl = self.model.kl_divergence()
+        losses['kl'] = kl
+        loss = task_loss + self.kl_scale * kl
+      else:
+        loss = task_loss
+    self.optimizer.apply_gradients(
+        zip(tape.gradient(loss, variables), variables))
+    self.step.assign_add(1)
+    correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+    losses['loss'] = loss
+    losses['accuracy'] = tf.reduce_mean(tf.cast(correct, tf.float32))
+    return losses
+
+  def train_step(self, images: tf.Tensor, labels: tf.Tensor
+                 ) -> dict[str, float]:
+    """One step on num_members x batch_size examples; returns the losses."""
+    return {k: float(v) for k, v in self._train_step(images, labels).items()}
+
+  def _logits(self, params, images):
+    return targets.apply(self.spec, params, images, self.cfg.forward_method)
+
+  def sample(self, num_members: int, seed: int | None = None):
+    """Members for evaluation (seeded; default seed from --seed)."""
+    seed = self.cfg.seed + _EVAL_SEED_OFFSET if seed is None else seed
+    return self.model.sample(num_members, seed)
+
+  def evaluate(self, dataset, num_members: int,
+               sizes: tuple[int, ...] = (1, 5, 10, 100)) -> dict[str, float]:
+    """evaluation.classification of num_members members (clamped to K)."""
+    if self.model.max_members is not None:
+      num_members = min(num_members, self.model.max_members)
+    params = self.sample(num_members)
+    logits, labels, _ = evaluation.collect(
+        lambda x: self.logits(params, x), dataset)
+    return evaluation.classification(logits, labels, sizes)
+
+  def restore(self) -> bool:
+    """Restores the latest checkpoint in run_dir; True if one was found."""
+    return training.restore_latest(self.checkpoint, self.manager, self.step)
+
+  def weights_finite(self) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(v)))
+               for v in self.model.weights)
+
+  def save(self, clock: float | None = None) -> str | None:
+    """Saves a checkpoint unless the weights are broken (keeps the last)."""
+    if self.manager is None:
+      return None
+    if clock is not None:
+      self.wall_time.assign(time.time() - clock)
+    if not self.weights_finite():
+      logging.error('Not saving step %d: weights are not finite.',
+                    int(self.step.numpy()))
+      return None
+    return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+
+def train(cfg: BaselineConfig) -> dict[str, Any]:
+  """Trains (or resumes) a baseline in cfg.run_dir and evaluates it.
+
+  Returns the results dict that is also written to <run_dir>/results.json.
+  """
+  if not cfg.run_dir:
+    raise ValueError('--run_dir is required.')
+  os.makedirs(cfg.run_dir, exist_ok=True)
+  # Same call as data.load's, so the split is read from disk once.
+  num_train = len(data.arrays(cfg.dataset, 'train', cfg.data_dir,
+                              cfg.download, None)[1])
+  trainer = BaselineTrainer(cfg, num_train)
+  trainer.restore()  # Before writing the config: a foreign checkpoint fails.
+  training.write_json(os.path.join(cfg.run_dir, training.CONFIG_FILE),
+                      cfg.to_dict())
+  start_step = int(trainer.step.numpy())
+  clock = time.time() - float(trainer.wall_time.numpy())
+  # Starts at the batch this step would see had the run never stopped.
+  train_ds = data.load(cfg.dataset, 'train', cfg.num_members * cfg.batch_size,
+                       training=True, seed=cfg.seed, start_batch=start_step,
+                       data_dir=cfg.data_dir, download=cfg.download)
+  # Bounds memory: members x batch feature maps per forward pass.
+  eval_batch = max(1, 10_000 // max(cfg.eval_members, cfg.final_eval_members))
+  test_ds = data.load(cfg.dataset, cfg.eval_split, eval_batch, training=False,
+                      data_dir=cfg.data_dir, download=cfg.download)
+  writer = tf.summary.create_file_writer(
+      os.path.join(cfg.run_dir, 'summaries'))
+  if start_step == 0:
+    trainer.save(clock)
+  batches = iter(train_ds)
+  logging.info('Training baseline %s (%s target) on %s: %d members x %d '
+               'examples per step, steps %d -> %d.', cfg.method, cfg.target,
+               cfg.dataset, cfg.num_members, cfg.batch_size, start_step,
+               cfg.steps)
+  window_start, window_steps, sums = time.time(), 0, {}
+  with training.sigterm_as_interrupt(), writer.as_default():
+    try:
+      while int(trainer.step.numpy()) < cfg.steps:
+        losses = trainer.train_step(*next(batches))
+        step = int(trainer.step.numpy())
+        for name, value in losses.items():
+          if not math.isfinite(value):
+            raise training.NonFiniteLossError(
+                f'Training stopped at step {step}: {name} = {value}. The last '
+                'good checkpoint is kept in '
+                f'{os.path.join(cfg.run_dir, "checkpoints")}; lower '
+                '--learning_rate or set --clipnorm and rerun to resume.')
+          sums[name] = sums.get(name, 0.0) + value
+        window_steps += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+          elapsed = time.time() - window_start
+          means = {k: v / window_steps for k, v in sums.items()}
+          for name, value in means.items():
+            tf.summary.scalar(f'train/{name}', value, step=step)
+          tf.summary.scalar('train/steps_per_second', window_steps / elapsed,
+                            step=step)
+          logging.info('step %d/%d  %s  %.2f steps/s  eta %.0f s', step,
+                       cfg.steps, _fmt(means), window_steps / elapsed,
+                       (cfg.steps - step) * elapsed / window_steps)
+          window_start, window_steps, sums = time.time(), 0, {}
+        if step % cfg.eval_every == 0 and step != cfg.steps:
+          result = trainer.evaluate(test_ds, cfg.eval_members,
+                                    (cfg.eval_members,))
+          for name, value in result.items():
+            tf.summary.scalar(name, value, step=step)
+          logging.info('step %d  %s', step, _fmt(result))
+        if step % cfg.checkpoint_every == 0:
+          trainer.save(clock)
+    except KeyboardInterrupt:
+      logging.warning('Interrupted at step %d; saving a checkpoint.',
+                      int(trainer.step.numpy()))
+      trainer.save(clock)
+      raise
+    trainer.save(clock)
+    final = trainer.evaluate(test_ds, cfg.final_eval_members)
+    for name, value in final.items():
+      tf.summary.scalar(name, value, step=cfg.steps)
+  writer.flush()
+  trainer.save(clock)  # Again, so a resumed run's wall time counts the eval.
+  results = {
+      **final,
+      'method': cfg.method,
+      'steps': int(trainer.step.numpy()),
+      'start_step': start_step,
+      'wall_time_s': time.time() - clock,
+      'num_parameters_target': trainer.spec.num_params,
+      'num_parameters_trained': int(sum(
+          np.prod(v.shape) for v in trainer.model.weights)),
+      'flags': cfg.to_dict(),
+  }
+  training.write_json(os.path.join(cfg.run_dir, 'results.json'), results)
+  logging.info('Final %s: %s; results in %s', cfg.eval_split, _fmt(final),
+               os.path.join(cfg.run_dir, 'results.json'))
+  return results
+
+
+def _fmt(values: dict[str, float]) -> str:
+  return '  '.join(f'{k} {v:.4f}' for k, v in values.items())
+
+
+# ----------------------------------------------------------------- members
+
+
+class BaselineMembers:
+  """A trained baseline as `members.Members`: sample, then logits."""
+
+  def __init__(self, trainer: BaselineTrainer):
+    self.trainer = trainer
+    self.spec = trainer.spec
+    self.num_classes = trainer.spec.output_dim
+    self.dataset = trainer.cfg.dataset
+    self.data_dir = trainer.cfg.data_dir
+    self.step = int(trainer.step.numpy())
+    self.max_members = trainer.model.max_members
+
+  def sample(self, num_members: int, seed: int):
+    return self.trainer.sample(num_members, seed)
+
+  def logits(self, params, images: tf.Tensor) -> tf.Tensor:
+    return self.trainer.logits(params, images)
+
+
+def load_members(run_dir: str) -> BaselineMembers:
+  """The trained baseline of a run directory (config + latest checkpoint).
+
+  Raises:
+    FileNotFoundError: run_dir holds no config or no checkpoint.
+  """
+  path = os.path.join(run_dir, training.CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: {run_dir!r} is not a run '
+                            'directory of scripts/train_baseline.py.')
+  with open(path) as f:
+    cfg = BaselineConfig(**{**json.load(f), 'run_dir': run_dir})
+  trainer = BaselineTrainer(cfg)
+  if not trainer.restore():
+    raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
+                            'first (scripts/train_baseline.py --run_dir=...).')
+  return BaselineMembers(trainer)

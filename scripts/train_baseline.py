@@ -1,0 +1,33 @@
+"""Trains a baseline on the HyperGAN's target network and data.
+
+  python scripts/train_baseline.py --flagfile=configs/baseline_ensemble.flags
+
+--method is ensemble (K independently initialised networks), mc_dropout or
+variational (mean-field Gaussian posterior). Rerunning the same command
+resumes from the latest checkpoint in --run_dir; scripts/evaluate.py and
+scripts/compare.py read the run directory like a HyperGAN's.
+"""
+
+from absl import app
+from absl import logging
+
+from hypergan_tf import baselines
+from hypergan_tf import data
+from hypergan_tf import training
+
+baselines.define_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    baselines.train(baselines.from_flags())
+  except (ValueError, data.DatasetNotFoundError, RuntimeError,
+          training.NonFiniteLossError) as e:
+    logging.error('%s', e)
+    raise SystemExit(f'error: {e}') from None
+
+
+if __name__ == '__main__':
+  app.run(main)
