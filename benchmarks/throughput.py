@@ -1,11 +1,14 @@
 """Prints train-step and inference throughput (networks x examples / s).
 
-  python benchmarks/throughput.py --num_networks=1,8,32,100 \
+  python benchmarks/throughput.py --num_networks=1,8,32,100,256 \
+      --batch_sizes=32,100 --variants=base,xla,mixed \
       --output=benchmarks/results/throughput.json
 
 Times every forward method in one run, the per-network loop included, so the
-speed-up is measured against the formulation it replaced. Run it on an idle
-machine.
+speed-up is measured against the formulation it replaced; each point runs in
+a fresh process, so its peak memory is its own. Also reports the GFLOP/s of
+the target pass next to a large tf.matmul in float32 and bfloat16, and plots
+throughput against N. Run it on an idle machine.
 """
 
 import json
@@ -18,20 +21,26 @@ from absl import logging
 import tensorflow as tf
 
 from hypergan_tf import benchmark
+from hypergan_tf import figures
 from hypergan_tf import targets
 from hypergan_tf import training
 
 _NETWORKS = flags.DEFINE_list('num_networks', ['1', '8', '32', '100'],
                               'Numbers of sampled networks N.')
-_BATCH = flags.DEFINE_integer('batch_size', 100, 'Examples per step B.',
-                              lower_bound=1)
+_BATCHES = flags.DEFINE_list('batch_sizes', ['100'], 'Examples per step B.')
+_VARIANTS = flags.DEFINE_list('variants', ['base'], 'base (float32, no XLA), '
+                              'xla (--jit_compile), mixed (--mixed_precision).')
 _METHODS = flags.DEFINE_list('methods', list(targets.FORWARD_METHODS),
                              'Forward methods to compare.')
 _TARGET = flags.DEFINE_enum('target', 'mnist', ['mnist', 'cifar'],
                             'Target network.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per point.',
                                 lower_bound=1)
-_OUTPUT = flags.DEFINE_string('output', None, 'Optional JSON results file.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Optional JSON results file; '
+                              'a PNG plot is written beside it.')
+
+VARIANTS = {'base': {}, 'xla': {'jit_compile': True},
+            'mixed': {'mixed_precision': True}}
 
 
 def main(argv):
@@ -40,30 +49,48 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'Unknown --methods {sorted(unknown)}; choose from '
                          f'{targets.FORWARD_METHODS}.')
+  unknown = set(_VARIANTS.value) - set(VARIANTS)
+  if unknown:
+    raise app.UsageError(f'Unknown --variants {sorted(unknown)}; choose from '
+                         f'{sorted(VARIANTS)}.')
   dataset = {'mnist': 'mnist', 'cifar': 'cifar10'}[_TARGET.value]
+  peaks = {dtype: benchmark.matmul_gflops(dtype=dtype)
+           for dtype in ('float32', 'bfloat16')}
+  print('tf.matmul 2048^2: ' + ', '.join(
+      f'{dtype} {gflops:.0f} GFLOP/s' for dtype, gflops in peaks.items()))
   rows = []
-  print(f'{"N":>5} {"B":>5} {"method":>15} {"train s":>9} '
-        f'{"train nxe/s":>12} {"infer s":>9} {"infer nxe/s":>12}')
-  for n in map(int, _NETWORKS.value):
-    for method in _METHODS.value:
-      row = benchmark.measure(n, _BATCH.value, method,
-                              repeats=_REPEATS.value, target=_TARGET.value,
-                              dataset=dataset)
-      rows.append(row)
-      print(f'{n:>5} {_BATCH.value:>5} {method:>15} '
-            f'{row["train_step_s"]:>9.4f} '
-            f'{row["train_net_examples_per_s"]:>12.0f} '
-            f'{row["inference_s"]:>9.4f} '
-            f'{row["inference_net_examples_per_s"]:>12.0f}', flush=True)
+  print(f'{"N":>5} {"B":>5} {"method":>15} {"variant":>7} {"train s":>9} '
+        f'{"train nxe/s":>12} {"infer s":>9} {"infer nxe/s":>12} '
+        f'{"GFLOP/s":>8} {"peak GiB":>8}')
+  for batch in map(int, _BATCHES.value):
+    for n in map(int, _NETWORKS.value):
+      for method in _METHODS.value:
+        for variant in _VARIANTS.value:
+          row = benchmark.measure_isolated(
+              num_networks=n, batch_size=batch, method=method,
+              repeats=_REPEATS.value, target=_TARGET.value, dataset=dataset,
+              **VARIANTS[variant])
+          row['variant'] = variant
+          rows.append(row)
+          print(f'{n:>5} {batch:>5} {method:>15} {variant:>7} '
+                f'{row["train_step_s"]:>9.4f} '
+                f'{row["train_net_examples_per_s"]:>12.0f} '
+                f'{row["inference_s"]:>9.4f} '
+                f'{row["inference_net_examples_per_s"]:>12.0f} '
+                f'{row["inference_gflops"]:>8.1f} '
+                f'{row["peak_rss_gib"]:>8.2f}', flush=True)
   if _OUTPUT.value:
     training.write_json(_OUTPUT.value, {
         'rows': rows,
         'target': _TARGET.value,
+        'matmul_gflops': peaks,
         'machine': {'cpu_count': os.cpu_count(),
                     'processor': platform.processor(),
                     'tensorflow': tf.__version__},
     })
-    logging.info('Wrote %s', _OUTPUT.value)
+    plot = os.path.splitext(_OUTPUT.value)[0] + '.png'
+    figures.throughput(rows, plot, peaks)
+    logging.info('Wrote %s and %s', _OUTPUT.value, plot)
 
 
 if __name__ == '__main__':

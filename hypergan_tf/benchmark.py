@@ -7,6 +7,8 @@ replace on the same machine and load.
 
 from __future__ import annotations
 
+import multiprocessing
+import resource
 import time
 from typing import Any, Callable
 
@@ -26,6 +28,16 @@ def _time(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
     fn()
     times.append(time.perf_counter() - start)
   return sorted(times)[len(times) // 2]
+
+
+def matmul_gflops(size: int = 2048, dtype: str = 'float32',
+                  repeats: int = 5) -> float:
+  """GFLOP/s of one large square tf.matmul: the machine's practical peak."""
+  a = tf.random.uniform((size, size), dtype=tf.float32)
+  a = tf.cast(a, dtype)
+  matmul = tf.function(lambda: tf.matmul(a, a))
+  seconds = _time(lambda: matmul().numpy(), 2, repeats)
+  return 2 * size**3 / seconds / 1e9
 
 
 def measure(num_networks: int, batch_size: int, method: str,
@@ -58,12 +70,32 @@ def measure(num_networks: int, batch_size: int, method: str,
   infer_s = _time(lambda: trainer.logits(params, images).numpy(), warmup,
                   repeats)
   work = num_networks * batch_size
+  flops = work * cfg.spec.flops_per_example
   return {
       'num_networks': num_networks,
       'batch_size': batch_size,
       'method': method,
+      'jit_compile': cfg.jit_compile,
+      'mixed_precision': cfg.mixed_precision,
       'train_step_s': step_s,
       'train_net_examples_per_s': work / step_s,
+      # Forward + backward of the target networks ~ 3 forward passes.
+      'train_target_gflops': 3 * flops / step_s / 1e9,
       'inference_s': infer_s,
       'inference_net_examples_per_s': work / infer_s,
+      'inference_gflops': flops / infer_s / 1e9,
   }
+
+
+def _measure_with_peak_memory(kwargs: dict[str, Any]) -> dict[str, float]:
+  row = measure(**kwargs)
+  # Linux reports kibibytes: the peak resident memory of this process.
+  row['peak_rss_gib'] = resource.getrusage(
+      resource.RUSAGE_SELF).ru_maxrss / 2**20
+  return row
+
+
+def measure_isolated(**kwargs) -> dict[str, float]:
+  """`measure` in a fresh process, adding that process's peak memory."""
+  with multiprocessing.get_context('spawn').Pool(1) as pool:
+    return pool.apply(_measure_with_peak_memory, (kwargs,))

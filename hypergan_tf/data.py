@@ -68,6 +68,7 @@ TRAINABLE = tuple(name for name, spec in DATASETS.items()
                   if 'train' in spec.splits)
 SUBSET_SEED = 0  # Fixed: a subset is the same on every machine and run.
 
+
 class DatasetNotFoundError(RuntimeError):
   """The dataset is neither prepared in the data directory nor downloadable."""
 

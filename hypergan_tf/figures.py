@@ -81,6 +81,39 @@ def regression_predictive(x: np.ndarray, truth: np.ndarray,
   return _save(fig, path)
 
 
+def throughput(rows: list[dict], path: str,
+               matmul_gflops: dict[str, float] | None = None) -> str:
+  """Train and inference throughput against N, one line per configuration.
+
+  Args:
+    rows: `benchmark.measure` results (num_networks, batch_size, method,
+      variant, *_net_examples_per_s).
+    matmul_gflops: optional peaks, shown in the title for scale.
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  lines: dict[tuple, list] = {}
+  for row in rows:
+    key = (row['method'], row.get('variant', 'base'), row['batch_size'])
+    lines.setdefault(key, []).append(row)
+  for ax, kind in zip(axes, ('train', 'inference')):
+    for (method, variant, batch), points in sorted(lines.items()):
+      points = sorted(points, key=lambda r: r['num_networks'])
+      ax.plot([r['num_networks'] for r in points],
+              [r[f'{kind}_net_examples_per_s'] for r in points], 'o-',
+              label=f'{method} {variant} B={batch}')
+    ax.set_xscale('log')
+    ax.set_xlabel('sampled networks N')
+    ax.set_ylabel('networks x examples / s')
+    ax.set_title(f'{kind} step' if kind == 'train' else 'inference')
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7)
+  if matmul_gflops:
+    fig.suptitle('tf.matmul 2048^2 peak: ' + ', '.join(
+        f'{k} {v:.0f} GFLOP/s' for k, v in matmul_gflops.items()),
+                 fontsize=9)
+  return _save(fig, path)
+
+
 def first_layer_filters(kernels: np.ndarray, path: str,
                         filters_shown: int = 8) -> str:
   """First-layer filters of up to 25 networks, one row of filters each.

@@ -116,6 +116,24 @@ class TargetSpec:
     return tuple(math.prod(k) + math.prod(b) for k, b in self.param_shapes)
 
   @property
+  def flops_per_example(self) -> int:
+    """Floating-point operations (2 per multiply-add) of one forward pass.
+
+    Convolutions and matmuls only; biases, activations and pooling are a
+    rounding error. Used to state the GFLOP/s a benchmark achieves.
+    """
+    flops = 0
+    h, w = self.input_shape[:2] if len(self.input_shape) == 3 else (1, 1)
+    for layer, (kernel, _) in zip(self.layers, self.param_shapes):
+      if isinstance(layer, Conv2D):
+        h, w = h - layer.kernel_size + 1, w - layer.kernel_size + 1
+        flops += 2 * h * w * math.prod(kernel)
+        h, w = h // layer.pool_size, w // layer.pool_size
+      else:
+        flops += 2 * math.prod(kernel)
+    return flops
+
+  @property
   def num_params(self) -> int:
     return sum(self.layer_sizes)
 

@@ -111,3 +111,13 @@ def test_spec_validation():
                                         targets.Conv2D(2, 3)))
   with pytest.raises(ValueError, match='too small'):
     targets.TargetSpec('x', (4, 4, 1), (targets.Conv2D(2, 5),))
+
+
+def test_flops_per_example_counts_convs_and_matmuls():
+  mnist = targets.get_target('mnist')
+  conv1 = 2 * 24 * 24 * (5 * 5 * 1) * 32
+  conv2 = 2 * 8 * 8 * (5 * 5 * 32) * 32
+  dense = 2 * 512 * 10
+  assert mnist.flops_per_example == conv1 + conv2 + dense
+  assert targets.get_target('toy_regression').flops_per_example == 2 * (
+      100 + 100)
