@@ -46,6 +46,7 @@ import tensorflow_probability as tfp
 from hypergan_tf import config as config_lib
 from hypergan_tf import data
 from hypergan_tf import evaluation
+from hypergan_tf import members
 from hypergan_tf import targets
 from hypergan_tf import training
 
@@ -414,21 +415,10 @@ class BaselineTrainer:
     """Restores the latest checkpoint in run_dir; True if one was found."""
     return training.restore_latest(self.checkpoint, self.manager, self.step)
 
-  def weights_finite(self) -> bool:
-    return all(bool(tf.reduce_all(tf.math.is_finite(v)))
-               for v in self.model.weights)
-
   def save(self, clock: float | None = None) -> str | None:
     """Saves a checkpoint unless the weights are broken (keeps the last)."""
-    if self.manager is None:
-      return None
-    if clock is not None:
-      self.wall_time.assign(time.time() - clock)
-    if not self.weights_finite():
-      logging.error('Not saving step %d: weights are not finite.',
-                    int(self.step.numpy()))
-      return None
-    return self.manager.save(checkpoint_number=int(self.step.numpy()))
+    return training.save_if_finite(self.manager, self.step, self.wall_time,
+                                   self.model.weights, clock)
 
 
 def train(cfg: BaselineConfig) -> dict[str, Any]:
@@ -534,23 +524,11 @@ def _fmt(values: dict[str, float]) -> str:
 # ----------------------------------------------------------------- members
 
 
-class BaselineMembers:
-  """A trained baseline as `members.Members`: sample, then logits."""
+class BaselineMembers(members.TrainerMembers):
+  """A trained baseline as `members.Members` (at most K for an ensemble)."""
 
   def __init__(self, trainer: BaselineTrainer):
-    self.trainer = trainer
-    self.spec = trainer.spec
-    self.num_classes = trainer.spec.output_dim
-    self.dataset = trainer.cfg.dataset
-    self.data_dir = trainer.cfg.data_dir
-    self.step = int(trainer.step.numpy())
-    self.max_members = trainer.model.max_members
-
-  def sample(self, num_members: int, seed: int):
-    return self.trainer.sample(num_members, seed)
-
-  def logits(self, params, images: tf.Tensor) -> tf.Tensor:
-    return self.trainer.logits(params, images)
+    super().__init__(trainer, trainer.sample, trainer.model.max_members)
 
 
 def load_members(run_dir: str) -> BaselineMembers:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import tensorflow as tf
 
@@ -38,23 +38,32 @@ class Members(Protocol):
     """Logits [N, B, C] of the members in params on images [B, ...]."""
 
 
-class HyperGanMembers:
-  """Networks sampled from a trained HyperGAN (inference-mode BatchNorm)."""
+class TrainerMembers:
+  """A trained model as `Members`: its trainer's sampling and logits."""
 
-  def __init__(self, trainer):
+  def __init__(self, trainer, sample: Callable[[int, int], Params],
+               max_members: int | None = None):
     self.trainer = trainer
     self.spec = trainer.spec
     self.num_classes = trainer.spec.output_dim
     self.dataset = trainer.cfg.dataset
     self.data_dir = trainer.cfg.data_dir
     self.step = int(trainer.step.numpy())
-    self.max_members = None
+    self.max_members = max_members
+    self._sample = sample
 
   def sample(self, num_members: int, seed: int) -> Params:
-    return self.trainer.sample_eval_params(num_members, seed)
+    return self._sample(num_members, seed)
 
   def logits(self, params: Params, images: tf.Tensor) -> tf.Tensor:
     return self.trainer.logits(params, images)
+
+
+class HyperGanMembers(TrainerMembers):
+  """Networks sampled from a trained HyperGAN (inference-mode BatchNorm)."""
+
+  def __init__(self, trainer):
+    super().__init__(trainer, trainer.sample_eval_params)
 
 
 def load(run_dir: str) -> Members:

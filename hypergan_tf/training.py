@@ -386,25 +386,40 @@ class Trainer:
     return restore_latest(self.checkpoint, self.manager, self.step)
 
   def weights_finite(self) -> bool:
-    return all(bool(tf.reduce_all(tf.math.is_finite(v)))
-               for v in self.hypernet.trainable_variables)
+    return _all_finite(self.hypernet.trainable_variables)
 
   def save(self, clock: float | None = None) -> str | None:
-    """Saves a checkpoint, unless the weights are broken (keeps the last).
+    """Saves a checkpoint, unless the weights are broken (keeps the last)."""
+    return save_if_finite(self.manager, self.step, self.wall_time,
+                          self.hypernet.trainable_variables, clock)
 
-    Args:
-      clock: time.time() at which this run would have started had it never
-        stopped; sets the run's recorded wall time.
-    """
-    if self.manager is None:
-      return None
-    if clock is not None:
-      self.wall_time.assign(time.time() - clock)
-    if not self.weights_finite():
-      logging.error('Not saving step %d: weights are not finite.',
-                    int(self.step.numpy()))
-      return None
-    return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+def _all_finite(variables) -> bool:
+  return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
+
+
+def save_if_finite(manager: tf.train.CheckpointManager | None,
+                   step: tf.Variable, wall_time: tf.Variable, variables,
+                   clock: float | None = None) -> str | None:
+  """Saves a checkpoint numbered by step, unless variables are not finite.
+
+  Args:
+    clock: time.time() at which this run would have started had it never
+      stopped; sets the run's recorded wall time.
+
+  Returns:
+    The checkpoint path, or None (no manager, or broken weights: the last
+    good checkpoint stays the latest).
+  """
+  if manager is None:
+    return None
+  if clock is not None:
+    wall_time.assign(time.time() - clock)
+  if not _all_finite(variables):
+    logging.error('Not saving step %d: weights are not finite.',
+                  int(step.numpy()))
+    return None
+  return manager.save(checkpoint_number=int(step.numpy()))
 
 
 def restore_latest(checkpoint: tf.train.Checkpoint,
