@@ -511,9 +511,10 @@ def train(cfg: BaselineConfig) -> dict[str, Any]:
           np.prod(v.shape) for v in trainer.model.weights)),
       'flags': cfg.to_dict(),
   }
-  training.write_json(os.path.join(cfg.run_dir, 'results.json'), results)
+  path = os.path.join(cfg.run_dir, training.RESULTS_FILE)
+  training.write_json(path, results)
   logging.info('Final %s: %s; results in %s', cfg.eval_split, _fmt(final),
-               os.path.join(cfg.run_dir, 'results.json'))
+               path)
   return results
 
 

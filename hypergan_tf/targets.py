@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import tensorflow as tf
 
+# All non-decreasing, so max-pooling commutes with them (see `_pool_activate`).
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     'linear': tf.identity,
     'relu': tf.nn.relu,
@@ -192,10 +193,16 @@ def check_params(spec: TargetSpec, params: Params) -> int:
   return n
 
 
-def _pool(x: tf.Tensor, size: int) -> tf.Tensor:
-  if size <= 1:
-    return x
-  return tf.nn.max_pool2d(x, size, size, 'VALID')
+def _pool_activate(x: tf.Tensor, layer: Conv2D) -> tf.Tensor:
+  """activation(x) then max-pool, computed as max-pool then activation.
+
+  Equal for non-decreasing activations (values and gradients), but the
+  activation and its saved tensor are pool_size^2 times smaller: the
+  largest activation of the train step is not kept twice.
+  """
+  if layer.pool_size > 1:
+    x = tf.nn.max_pool2d(x, layer.pool_size, layer.pool_size, 'VALID')
+  return ACTIVATIONS[layer.activation](x)
 
 
 def _dense_stack(spec: TargetSpec, params: Params, h: tf.Tensor,
@@ -222,7 +229,7 @@ def _single_conv_stack(spec: TargetSpec, params: Params,
     if not isinstance(layer, Conv2D):
       break
     h = tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, 'VALID'), bias)
-    h = _pool(ACTIVATIONS[layer.activation](h), layer.pool_size)
+    h = _pool_activate(h, layer)
   return h
 
 
@@ -245,7 +252,7 @@ def _grouped_conv_stack(spec: TargetSpec, params: Params,
     k = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]), [kh, kw, cin, -1])
     h = tf.nn.bias_add(tf.nn.conv2d(h, k, 1, 'VALID'),
                        tf.reshape(bias, [-1]))
-    h = _pool(ACTIVATIONS[layer.activation](h), layer.pool_size)
+    h = _pool_activate(h, layer)
   s = tf.shape(h)
   h = tf.reshape(h, [s[0], s[1], s[2], n, cout])
   return tf.transpose(h, [3, 0, 1, 2, 4])

@@ -31,6 +31,7 @@ from hypergan_tf import metrics
 from hypergan_tf import targets
 
 CONFIG_FILE = 'config.json'
+RESULTS_FILE = 'results.json'  # Written when a run reaches its --steps.
 
 # Seeds derived from --seed for independent streams.
 _EVAL_SEED_OFFSET = 1_000_003
@@ -609,9 +610,9 @@ def train(cfg: config_lib.TrainConfig,
   if not chief:  # Its checkpoints only took part in the collective saves.
     shutil.rmtree(trainer.manager.directory, ignore_errors=True)
     return results
-  write_json(os.path.join(cfg.run_dir, 'results.json'), results)
+  write_json(os.path.join(cfg.run_dir, RESULTS_FILE), results)
   logging.info('Final test: %s; results in %s', _fmt(final),
-               os.path.join(cfg.run_dir, 'results.json'))
+               os.path.join(cfg.run_dir, RESULTS_FILE))
   return results
 
 

@@ -1,0 +1,222 @@
+"""Every experiment of the paper as one resumable plan (scripts/reproduce.py).
+
+A plan is a list of stages; each stage is one run of one of the project's
+scripts, and it is done when the JSON file it writes records the step its
+run was trained to. Training stages resume from their last checkpoint by
+themselves, so running the plan again continues a half-finished run, skips
+finished stages, and redoes only evaluations that are older than their run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+from absl import logging
+
+from hypergan_tf import training
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """One trained model and the analyses run on it."""
+  name: str  # Also the run directory's name under the runs root.
+  flagfile: str  # configs/<...>.flags, relative to the project root.
+  baseline: bool = False  # Trained by scripts/train_baseline.py.
+  adversarial: bool = False  # Also run scripts/adversarial.py.
+
+
+EXPERIMENTS = (
+    Experiment('toy_regression', 'configs/toy_regression.flags'),
+    Experiment('mnist', 'configs/mnist.flags', adversarial=True),
+    Experiment('mnist5000', 'configs/mnist5000.flags'),
+    Experiment('cifar5', 'configs/cifar5.flags'),
+    Experiment('cifar10', 'configs/cifar10.flags'),
+    Experiment('cifar10_5000', 'configs/cifar10_5000.flags'),
+    Experiment('baseline_ensemble', 'configs/baseline_ensemble.flags',
+               baseline=True, adversarial=True),
+    Experiment('baseline_mc_dropout', 'configs/baseline_mc_dropout.flags',
+               baseline=True, adversarial=True),
+    Experiment('baseline_variational', 'configs/baseline_variational.flags',
+               baseline=True, adversarial=True),
+)
+NAMES = tuple(e.name for e in EXPERIMENTS)
+
+# Budget -> multiple of each flagfile's --steps. 'cpu' is what the flagfiles
+# hold (sized for a 2-core CPU); 'long' doubles it, which is what the notes
+# say the CIFAR runs need. 'smoke' checks the whole pipeline in minutes.
+STEP_SCALES = {'smoke': 0.0, 'cpu': 1.0, 'long': 2.0}
+SMOKE_STEPS = 4
+SMOKE_TRAIN_ARGS = ('--num_networks=2', '--eval_networks=2',
+                    '--final_eval_networks=2', '--pretrain_mixer_steps=0',
+                    '--warmup_steps=0', '--checkpoint_every=2',
+                    '--eval_every=2', '--log_every=1')
+SMOKE_BASELINE_ARGS = ('--num_members=2', '--eval_members=2',
+                       '--final_eval_members=2', '--checkpoint_every=2',
+                       '--eval_every=2', '--log_every=1')
+SMOKE_EVALUATE_ARGS = ('--num_networks=4',)
+SMOKE_ADVERSARIAL_ARGS = ('--num_examples=20', '--ensemble_sizes=2',
+                          '--transfer_networks=4', '--pgd_steps=2',
+                          '--epsilons=0.1', '--batch_size=20')
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One script run; done when `output` records `steps` (and is complete)."""
+  name: str  # e.g. 'mnist/train'
+  argv: tuple[str, ...]  # Script path and its flags.
+  output: str | None  # JSON the script writes; None: always run.
+  steps: int  # The run's trained step that output must record.
+
+  def done(self) -> bool:
+    if self.output is None or not os.path.exists(self.output):
+      return False
+    try:
+      with open(self.output) as f:
+        record = json.load(f)
+    except (OSError, ValueError):
+      return False  # Unreadable: redo the stage.
+    # results.json holds 'steps'; evaluations hold the checkpoint's 'step'.
+    step = record.get('step', record.get('steps'))
+    return step == self.steps and record.get('complete', True)
+
+
+def flagfile_steps(flagfile: str) -> int:
+  """The --steps value of a flagfile."""
+  with open(os.path.join(PROJECT_ROOT, flagfile)) as f:
+    for line in f:
+      if line.strip().startswith('--steps='):
+        return int(line.strip().split('=', 1)[1])
+  raise ValueError(f'{flagfile} sets no --steps.')
+
+
+def experiment_stages(experiment: Experiment, budget: str, runs_root: str,
+                      data_dir: str | None = None,
+                      manual_dir: str | None = None) -> list[Stage]:
+  """The train / evaluate / adversarial stages of one experiment."""
+  smoke = budget == 'smoke'
+  steps = (SMOKE_STEPS if smoke else
+           round(flagfile_steps(experiment.flagfile) * STEP_SCALES[budget]))
+  run_dir = os.path.join(runs_root, experiment.name)
+  data_args = (f'--data_dir={data_dir}',) if data_dir else ()
+  train_args = ((f'--flagfile={experiment.flagfile}', f'--run_dir={run_dir}',
+                 f'--steps={steps}') + data_args)
+  if smoke:
+    train_args += (SMOKE_BASELINE_ARGS if experiment.baseline
+                   else SMOKE_TRAIN_ARGS)
+  script = ('scripts/train_baseline.py' if experiment.baseline
+            else 'scripts/train.py')
+  stages = [Stage(f'{experiment.name}/train', (script,) + train_args,
+                  os.path.join(run_dir, training.RESULTS_FILE), steps)]
+  evaluate_args = (f'--run_dir={run_dir}',) + data_args
+  if manual_dir:
+    evaluate_args += (f'--manual_dir={manual_dir}',)
+  stages.append(Stage(
+      f'{experiment.name}/evaluate',
+      ('scripts/evaluate.py',) + evaluate_args +
+      (SMOKE_EVALUATE_ARGS if smoke else ()),
+      os.path.join(run_dir, 'eval', 'metrics.json'), steps))
+  if experiment.adversarial:
+    stages.append(Stage(
+        f'{experiment.name}/adversarial',
+        ('scripts/adversarial.py', f'--run_dir={run_dir}') + data_args +
+        (SMOKE_ADVERSARIAL_ARGS if smoke else ()),
+        os.path.join(run_dir, 'adversarial', 'metrics.json'), steps))
+  return stages
+
+
+def plan(budget: str, runs_root: str, only: Sequence[str] = NAMES,
+         data_dir: str | None = None, manual_dir: str | None = None
+         ) -> list[Stage]:
+  """All stages for the chosen experiments, in order, plus the comparison.
+
+  Raises:
+    ValueError: unknown budget or experiment name.
+  """
+  if budget not in STEP_SCALES:
+    raise ValueError(f'Unknown budget {budget!r}; choose from '
+                     f'{sorted(STEP_SCALES)}.')
+  unknown = sorted(set(only) - set(NAMES))
+  if unknown:
+    raise ValueError(f'Unknown experiments {unknown}; choose from {NAMES}.')
+  stages = []
+  for experiment in EXPERIMENTS:
+    if experiment.name in only:
+      stages += experiment_stages(experiment, budget, runs_root, data_dir,
+                                  manual_dir)
+  compared = [e.name for e in EXPERIMENTS if e.adversarial and e.name in only]
+  if len(compared) > 1:
+    stages.append(Stage(
+        'compare', ('scripts/compare.py', '--runs=' + ','.join(
+            os.path.join(runs_root, name) for name in compared),
+                    '--output=' + os.path.join(runs_root, 'compare_mnist.md')),
+        None, 0))
+  return stages
+
+
+class StageFailedError(RuntimeError):
+  """A stage's script exited non-zero."""
+
+
+def run(stages: Sequence[Stage], runs_root: str, budget: str,
+        dry_run: bool = False) -> dict[str, dict]:
+  """Runs the stages not yet done, in order; stops at the first failure.
+
+  Each stage's output goes to <runs_root>/logs/<stage>.log; wall times,
+  budget and machine go to <runs_root>/reproduce.json after every stage, so
+  every reported number can say what it cost.
+
+  Returns:
+    The record written to reproduce.json.
+
+  Raises:
+    StageFailedError: a stage's script failed (its log names the problem).
+  """
+  record_path = os.path.join(runs_root, 'reproduce.json')
+  record = {'budget': budget, 'stages': {},
+            'machine': {'cpu_count': os.cpu_count(),
+                        'processor': platform.processor() or
+                                     platform.machine()}}
+  if os.path.exists(record_path):
+    with open(record_path) as f:
+      record['stages'] = json.load(f).get('stages', {})
+  for index, stage in enumerate(stages, 1):
+    prefix = f'[{index}/{len(stages)}] {stage.name}'
+    if stage.done():
+      logging.info('%s: done (%s), skipped', prefix, stage.output)
+      continue
+    command = [sys.executable] + list(stage.argv)
+    if dry_run:
+      print(' '.join(command))
+      continue
+    log_path = os.path.join(runs_root, 'logs',
+                            stage.name.replace('/', '_') + '.log')
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    logging.info('%s: running, log %s', prefix, log_path)
+    start = time.time()
+    with open(log_path, 'a') as log:
+      log.write(f'\n$ {" ".join(command)}\n')
+      log.flush()
+      code = subprocess.call(command, cwd=PROJECT_ROOT, stdout=log,
+                             stderr=subprocess.STDOUT)
+    seconds = time.time() - start
+    entry = record['stages'].setdefault(stage.name, {'wall_time_s': 0.0})
+    # A resumed stage adds to the time of its earlier, interrupted runs.
+    entry['wall_time_s'] += seconds
+    entry.update(steps=stage.steps, budget=budget, exit_code=code,
+                 finished=time.strftime('%Y-%m-%d %H:%M:%S'))
+    training.write_json(record_path, record)
+    if code:
+      raise StageFailedError(
+          f'{stage.name} failed (exit {code}) after {seconds:.0f} s; see '
+          f'{log_path}. Fix it and rerun the same command to resume.')
+    logging.info('%s: finished in %.0f s', prefix, seconds)
+  return record

@@ -1,0 +1,117 @@
+"""The reproduce plan: budgets, resume decisions, and the script end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hypergan_tf import reproduce
+from tests.conftest import REPO
+
+
+def _stage(name, plan_stages):
+  return next(s for s in plan_stages if s.name == name)
+
+
+def _flag(stage, name):
+  prefix = f'--{name}='
+  return next(a[len(prefix):] for a in stage.argv if a.startswith(prefix))
+
+
+def test_budgets_scale_the_flagfile_steps(tmp_path):
+  steps = reproduce.flagfile_steps('configs/mnist.flags')
+  for budget, expected in (('cpu', steps), ('long', 2 * steps),
+                           ('smoke', reproduce.SMOKE_STEPS)):
+    stages = reproduce.plan(budget, str(tmp_path), ['mnist'])
+    assert [s.name for s in stages] == [
+        'mnist/train', 'mnist/evaluate', 'mnist/adversarial']
+    assert {s.steps for s in stages} == {expected}
+    train = _stage('mnist/train', stages)
+    assert int(_flag(train, 'steps')) == expected
+    assert _flag(train, 'run_dir') == os.path.join(tmp_path, 'mnist')
+
+
+def test_plan_covers_every_experiment_and_compares_baselines(tmp_path):
+  stages = reproduce.plan('cpu', str(tmp_path), data_dir='/d', manual_dir='/m')
+  trained = {s.name.split('/')[0] for s in stages if s.name.endswith('train')}
+  assert trained == set(reproduce.NAMES)
+  assert _stage('baseline_ensemble/train', stages).argv[0] == (
+      'scripts/train_baseline.py')
+  assert _flag(_stage('cifar5/evaluate', stages), 'manual_dir') == '/m'
+  assert all(_flag(s, 'data_dir') == '/d' for s in stages
+             if s.name != 'compare')
+  compare = stages[-1]
+  assert compare.name == 'compare' and compare.output is None
+  assert _flag(compare, 'runs').split(',') == [
+      os.path.join(tmp_path, n) for n in
+      ('mnist', 'baseline_ensemble', 'baseline_mc_dropout',
+       'baseline_variational')]
+
+
+@pytest.mark.parametrize('budget, only, match', [
+    ('huge', ['mnist'], "Unknown budget 'huge'"),
+    ('cpu', ['mnist', 'imagenet'], r"Unknown experiments \['imagenet'\]"),
+])
+def test_plan_rejects_unknown_names(tmp_path, budget, only, match):
+  with pytest.raises(ValueError, match=match):
+    reproduce.plan(budget, str(tmp_path), only)
+
+
+@pytest.mark.parametrize('content, done', [
+    ({'steps': 8}, True),  # results.json of a finished run
+    ({'step': 8}, True),  # an evaluation of the step-8 checkpoint
+    ({'step': 4}, False),  # an evaluation of an earlier checkpoint
+    ({'step': 8, 'complete': False}, False),  # an interrupted adversarial run
+    ('{"step": 8', False),  # truncated by a crash
+    (None, False),  # not written yet
+])
+def test_stage_done_only_when_its_output_records_the_step(tmp_path, content,
+                                                         done):
+  path = tmp_path / 'metrics.json'
+  if content is not None:
+    path.write_text(content if isinstance(content, str)
+                    else json.dumps(content))
+  assert reproduce.Stage('x', ('s.py',), str(path), 8).done() is done
+
+
+def _reproduce(tfds_dir, *flags):
+  env = {**os.environ, 'TFDS_DATA_DIR': tfds_dir, 'PYTHONPATH': str(REPO),
+         'TF_CPP_MIN_LOG_LEVEL': '2'}
+  return subprocess.run([sys.executable, 'scripts/reproduce.py', *flags],
+                        capture_output=True, text=True, cwd=REPO, env=env,
+                        check=False, timeout=600)
+
+
+def test_script_runs_then_skips_finished_stages(tfds_dir, tmp_path):
+  flags = ('--budget=smoke', '--only=toy_regression', f'--runs_root={tmp_path}')
+  first = _reproduce(tfds_dir, *flags)
+  assert first.returncode == 0, first.stderr[-3000:]
+  run_dir = tmp_path / 'toy_regression'
+  metrics = run_dir / 'eval' / 'metrics.json'
+  assert json.loads(metrics.read_text())['step'] == reproduce.SMOKE_STEPS
+  assert (run_dir / 'eval' / 'regression.png').stat().st_size > 0
+  record = json.loads((tmp_path / 'reproduce.json').read_text())
+  assert record['budget'] == 'smoke'
+  assert set(record['stages']) == {'toy_regression/train',
+                                   'toy_regression/evaluate'}
+  assert all(s['exit_code'] == 0 and s['wall_time_s'] > 0
+             for s in record['stages'].values())
+  mtime = metrics.stat().st_mtime_ns
+
+  again = _reproduce(tfds_dir, *flags)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stderr.count('skipped') == 2
+  assert metrics.stat().st_mtime_ns == mtime
+
+
+def test_script_names_the_failed_stage_and_its_log(tfds_dir, tmp_path):
+  result = _reproduce(tfds_dir, '--budget=smoke', '--only=mnist',
+                      f'--runs_root={tmp_path}',
+                      f'--data_dir={tmp_path / "no_such_dir"}')
+  assert result.returncode != 0
+  log = tmp_path / 'logs' / 'mnist_train.log'
+  assert f'mnist/train failed' in result.stderr and str(log) in result.stderr
+  assert 'no_such_dir' in log.read_text()
+  assert 'Traceback' not in result.stderr
