@@ -13,6 +13,7 @@ paper's Tables 1 and 2. Kernels are stored in TensorFlow's HWIO layout.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -221,15 +222,33 @@ def _num_conv(spec: TargetSpec) -> int:
   return sum(isinstance(layer, Conv2D) for layer in spec.layers)
 
 
-def _single_conv_stack(spec: TargetSpec, params: Params,
-                       x: tf.Tensor) -> tf.Tensor:
-  """Conv layers of one network (params without the N axis)."""
+def _conv_block(layer: Conv2D, h: tf.Tensor, kernel: tf.Tensor,
+                bias: tf.Tensor) -> tf.Tensor:
+  return _pool_activate(
+      tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, 'VALID'), bias), layer)
+
+
+def _single_conv_stack(spec: TargetSpec, params: Params, x: tf.Tensor,
+                       recompute_first: bool = False) -> tf.Tensor:
+  """Conv layers of one network (params without the N axis).
+
+  recompute_first: keep only the first block's pooled output for the
+  backward pass and recompute its convolution there. Its pre-pool map is
+  the largest tensor of the train step (with N networks, N of them), while
+  its convolution is a small share of the FLOPs. Measured at 100 networks x
+  100 images on CPU: in bfloat16 it costs no time and lowers peak memory
+  from 2.01 to 1.80 GiB; in float32 it costs 30% (it stops Grappler fusing
+  the convolution with its bias) for 0.18 GiB, so `apply` uses it only for
+  reduced-precision parameters.
+  """
   h = x
-  for layer, (kernel, bias) in zip(spec.layers, params):
+  for index, (layer, (kernel, bias)) in enumerate(zip(spec.layers, params)):
     if not isinstance(layer, Conv2D):
       break
-    h = tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, 'VALID'), bias)
-    h = _pool_activate(h, layer)
+    block = functools.partial(_conv_block, layer)
+    if recompute_first and index == 0 and layer.pool_size > 1:
+      block = tf.recompute_grad(block)
+    h = block(h, kernel, bias)
   return h
 
 
@@ -250,9 +269,7 @@ def _grouped_conv_stack(spec: TargetSpec, params: Params,
     # [N, kh, kw, cin, cout] -> [kh, kw, cin, N * cout], network-major.
     kh, kw, cin, cout = kernel.shape[1:]
     k = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]), [kh, kw, cin, -1])
-    h = tf.nn.bias_add(tf.nn.conv2d(h, k, 1, 'VALID'),
-                       tf.reshape(bias, [-1]))
-    h = _pool_activate(h, layer)
+    h = _conv_block(layer, h, k, tf.reshape(bias, [-1]))
   s = tf.shape(h)
   h = tf.reshape(h, [s[0], s[1], s[2], n, cout])
   return tf.transpose(h, [3, 0, 1, 2, 4])
@@ -292,7 +309,8 @@ def apply(spec: TargetSpec, params: Params, x: tf.Tensor,
     if n is None:
       raise ValueError("method='loop' needs a static number of networks.")
     h = tf.stack([
-        _single_conv_stack(spec, [(k[i], b[i]) for k, b in params], x)
+        _single_conv_stack(spec, [(k[i], b[i]) for k, b in params], x,
+                           recompute_first=x.dtype != tf.float32)
         for i in range(n)
     ])
   elif method == 'vectorized_map':

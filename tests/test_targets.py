@@ -76,6 +76,45 @@ def test_gradients_flow_to_every_parameter():
              for g in grads)
 
 
+def _gradients(forward, params, x):
+  with tf.GradientTape() as tape:
+    tape.watch([params, x])
+    loss = tf.reduce_sum(tf.sin(tf.cast(forward(params, x), tf.float32)))
+  return tf.nest.flatten(tape.gradient(loss, [params, x]))
+
+
+@pytest.mark.parametrize('name', ['mnist', 'cifar'])
+def test_methods_have_the_same_gradients(name):
+  """Same gradients for parameters and inputs (attacks need the latter)."""
+  spec = targets.get_target(name)
+  params = _random_params(spec, 3, seed=4)
+  x = tf.random.uniform((4,) + spec.input_shape, seed=5)
+  expected = _gradients(
+      lambda p, x: targets.apply(spec, p, x, 'grouped'), params, x)
+  for method in ('loop', 'vectorized_map'):
+    got = _gradients(tf.function(
+        lambda p, x, m=method: targets.apply(spec, p, x, m)), params, x)
+    for g, want in zip(got, expected):
+      np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-5)
+
+
+def test_recomputed_first_block_has_the_same_gradients():
+  """In bfloat16 the loop method recomputes its first conv block."""
+  spec = targets.get_target('mnist')
+  params = tf.nest.map_structure(lambda t: tf.cast(t[0], tf.bfloat16),
+                                 _random_params(spec, 1, seed=4)[:2])
+  x = tf.cast(tf.random.uniform((4,) + spec.input_shape, seed=5),
+              tf.bfloat16)
+  kept, recomputed = (
+      _gradients(tf.function(lambda p, x, r=r: targets._single_conv_stack(
+          spec, p, x, recompute_first=r)), params, x)
+      for r in (False, True))
+  for got, want in zip(recomputed, kept):
+    np.testing.assert_allclose(tf.cast(got, tf.float32),
+                               tf.cast(want, tf.float32), rtol=1e-2,
+                               atol=1e-2)
+
+
 def test_unknown_target_lists_choices():
   with pytest.raises(ValueError, match='Unknown target network.*mnist'):
     targets.get_target('resnet')
