@@ -31,6 +31,9 @@ _BATCH = flags.DEFINE_integer('batch_size', 1000, 'Images per call.',
 _METHODS = flags.DEFINE_list('methods', list(targets.FORWARD_METHODS),
                              'Forward methods to time.')
 _JIT = flags.DEFINE_bool('jit_compile', False, 'XLA-compile the pass.')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                           'Precision of the target pass (parameters and '
+                           'images are cast; the sampling stays float32).')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Warm passes (median shown).',
                                 lower_bound=1)
 _OUTPUT = flags.DEFINE_string('output', None, 'Optional JSON results file.')
@@ -41,7 +44,8 @@ def _classify(forward, params, dataset: tf.data.Dataset) -> tuple[float, float]:
   start = time.perf_counter()
   correct = total = 0
   for images, labels in dataset:
-    probs = metrics.ensemble_probabilities(forward(params, images))
+    probs = metrics.ensemble_probabilities(
+        tf.cast(forward(params, images), tf.float32))
     correct += int(tf.reduce_sum(tf.cast(
         tf.argmax(probs, -1, output_type=tf.int32) == labels, tf.int32)))
     total += int(labels.shape[0])
@@ -56,7 +60,8 @@ def main(argv):
                          f'{targets.FORWARD_METHODS}.')
   model = members.load(_RUN_DIR.value)
   start = time.perf_counter()
-  params = model.sample(_NETWORKS.value, seed=0)
+  params = tf.nest.map_structure(lambda t: tf.cast(t, _DTYPE.value),
+                                 model.sample(_NETWORKS.value, seed=0))
   sample_s = time.perf_counter() - start
   dataset = data.load(model.dataset, 'test', _BATCH.value, training=False,
                       data_dir=model.data_dir)
@@ -77,6 +82,7 @@ def main(argv):
     training.write_json(_OUTPUT.value, {
         'run_dir': _RUN_DIR.value, 'num_networks': _NETWORKS.value,
         'batch_size': _BATCH.value, 'jit_compile': _JIT.value,
+        'dtype': _DTYPE.value,
         'sample_s': sample_s, 'rows': rows})
 
 

@@ -82,13 +82,16 @@ def regression_predictive(x: np.ndarray, truth: np.ndarray,
 
 
 def throughput(rows: list[dict], path: str,
-               matmul_gflops: dict[str, float] | None = None) -> str:
+               matmul_gflops: dict[str, float] | None = None,
+               train_references: dict[str, float] | None = None) -> str:
   """Train and inference throughput against N, one line per configuration.
 
   Args:
     rows: `benchmark.measure` results (num_networks, batch_size, method,
       variant, *_net_examples_per_s).
     matmul_gflops: optional peaks, shown in the title for scale.
+    train_references: optional label -> networks x examples / s, drawn as
+      horizontal lines on the train plot (e.g. the authors' code).
   """
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   lines: dict[tuple, list] = {}
@@ -106,6 +109,10 @@ def throughput(rows: list[dict], path: str,
     ax.set_ylabel('networks x examples / s')
     ax.set_title(f'{kind} step' if kind == 'train' else 'inference')
     ax.grid(alpha=0.3)
+  for (label, value), style in zip((train_references or {}).items(),
+                                   ('k--', 'k:', 'k-.')):
+    axes[0].axhline(value, color=style[0], linestyle=style[1:], lw=1,
+                    label=label)
   axes[0].legend(fontsize=7)
   if matmul_gflops:
     fig.suptitle('tf.matmul 2048^2 peak: ' + ', '.join(

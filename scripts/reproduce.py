@@ -10,6 +10,8 @@ comparison table. Finished stages are skipped; times go to
 <runs_root>/reproduce.json. RESULTS.md reports the numbers this gave.
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -36,9 +38,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    stages = reproduce.plan(_BUDGET.value, _RUNS_ROOT.value, _ONLY.value,
-                            _DATA_DIR.value, _MANUAL_DIR.value)
-    reproduce.run(stages, _RUNS_ROOT.value, _BUDGET.value, _DRY_RUN.value)
+    # Absolute: the stages run in the project root, wherever this started.
+    runs_root, data_dir, manual_dir = (
+        path and os.path.abspath(path) for path in
+        (_RUNS_ROOT.value, _DATA_DIR.value, _MANUAL_DIR.value))
+    stages = reproduce.plan(_BUDGET.value, runs_root, _ONLY.value, data_dir,
+                            manual_dir)
+    reproduce.run(stages, runs_root, _BUDGET.value, _DRY_RUN.value)
   except (ValueError, reproduce.StageFailedError) as e:
     raise SystemExit(f'error: {e}') from None
   if not _DRY_RUN.value:
