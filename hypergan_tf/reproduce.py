@@ -20,6 +20,7 @@ from typing import Sequence
 
 from absl import logging
 
+from hypergan_tf import paper_tables
 from hypergan_tf import training
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,7 +57,7 @@ NAMES = tuple(e.name for e in EXPERIMENTS)
 STEP_SCALES = {'smoke': 0.0, 'cpu': 1.0, 'long': 2.0}
 SMOKE_STEPS = 4
 SMOKE_TRAIN_ARGS = ('--num_networks=2', '--eval_networks=2',
-                    '--final_eval_networks=2', '--pretrain_mixer_steps=0',
+                    '--final_eval_networks=10', '--pretrain_mixer_steps=0',
                     '--warmup_steps=0', '--checkpoint_every=2',
                     '--eval_every=2', '--log_every=1')
 SMOKE_BASELINE_ARGS = ('--num_members=2', '--eval_members=2',
@@ -220,3 +221,39 @@ def run(stages: Sequence[Stage], runs_root: str, budget: str,
           f'{log_path}. Fix it and rerun the same command to resume.')
     logging.info('%s: finished in %.0f s', prefix, seconds)
   return record
+
+
+TABLES_FILE = 'results_tables.md'
+
+
+def write_tables(runs_root: str) -> str:
+  """Tables 3 and 4 and the OOD table from the runs, for RESULTS.md.
+
+  Returns the path written, <runs_root>/results_tables.md.
+  """
+  run = lambda name: os.path.join(runs_root, name)
+  text = '\n'.join([
+      '## Table 4: test accuracy (%)\n',
+      paper_tables.accuracy_table([
+          ('MNIST', run('mnist'), 'mnist'),
+          ('MNIST-5000', run('mnist5000'), 'mnist5000'),
+          ('CIFAR-5', run('cifar5'), 'cifar5'),
+          ('CIFAR-10', run('cifar10'), 'cifar10'),
+          ('CIFAR-10-5000', run('cifar10_5000'), 'cifar10_5000')]),
+      '## Table 3: layer L2 norms, MNIST (mean ± std over members)\n',
+      paper_tables.diversity_table([
+          ('HyperGAN (ours)', run('mnist')),
+          ('independent training (ours, baseline ensemble)',
+           run('baseline_ensemble'))]),
+      '## Out-of-distribution detection by ensemble entropy\n',
+      paper_tables.ood_table([
+          ('HyperGAN MNIST', run('mnist')),
+          ('HyperGAN MNIST-5000', run('mnist5000')),
+          ('HyperGAN CIFAR-5', run('cifar5')),
+          ('Ensemble (K=10) MNIST', run('baseline_ensemble')),
+          ('MC dropout MNIST', run('baseline_mc_dropout')),
+          ('Variational MNIST', run('baseline_variational'))]),
+  ])
+  path = os.path.join(runs_root, TABLES_FILE)
+  training.write_text(path, text)
+  return path

@@ -48,8 +48,8 @@ def main(argv):
   except (ValueError, reproduce.StageFailedError) as e:
     raise SystemExit(f'error: {e}') from None
   if not _DRY_RUN.value:
-    logging.info('All %d stages done; numbers in %s/*/eval/report.md.',
-                 len(stages), _RUNS_ROOT.value)
+    logging.info('All %d stages done; tables for RESULTS.md in %s',
+                 len(stages), reproduce.write_tables(runs_root))
 
 
 if __name__ == '__main__':
