@@ -16,6 +16,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from hypergan_tf import benchmark
 from hypergan_tf import data
 from hypergan_tf import members
 from hypergan_tf import metrics
@@ -28,8 +29,7 @@ _NETWORKS = flags.DEFINE_integer('num_networks', 100, 'Sampled networks.',
                                  lower_bound=1)
 _BATCH = flags.DEFINE_integer('batch_size', 1000, 'Images per call.',
                               lower_bound=1)
-_METHODS = flags.DEFINE_list('methods', list(targets.FORWARD_METHODS),
-                             'Forward methods to time.')
+_METHODS = benchmark.define_methods_flag()
 _JIT = flags.DEFINE_bool('jit_compile', False, 'XLA-compile the pass.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
                            'Precision of the target pass (parameters and '
@@ -54,11 +54,10 @@ def _classify(forward, params, dataset: tf.data.Dataset) -> tuple[float, float]:
 
 def main(argv):
   del argv
-  unknown = set(_METHODS.value) - set(targets.FORWARD_METHODS)
-  if unknown:
-    raise app.UsageError(f'Unknown --methods {sorted(unknown)}; choose from '
-                         f'{targets.FORWARD_METHODS}.')
-  model = members.load(_RUN_DIR.value)
+  try:
+    model = members.load(_RUN_DIR.value)
+  except FileNotFoundError as e:
+    raise SystemExit(f'error: {e}') from None
   start = time.perf_counter()
   params = tf.nest.map_structure(lambda t: tf.cast(t, _DTYPE.value),
                                  model.sample(_NETWORKS.value, seed=0))

@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from hypergan_tf import benchmark
 from hypergan_tf import figures
-from hypergan_tf import targets
 from hypergan_tf import training
 
 _NETWORKS = flags.DEFINE_list('num_networks', ['1', '8', '32', '100'],
@@ -30,8 +29,7 @@ _NETWORKS = flags.DEFINE_list('num_networks', ['1', '8', '32', '100'],
 _BATCHES = flags.DEFINE_list('batch_sizes', ['100'], 'Examples per step B.')
 _VARIANTS = flags.DEFINE_list('variants', ['base'], 'base (float32, no XLA), '
                               'xla (--jit_compile), mixed (--mixed_precision).')
-_METHODS = flags.DEFINE_list('methods', list(targets.FORWARD_METHODS),
-                             'Forward methods to compare.')
+_METHODS = benchmark.define_methods_flag()
 _TARGET = flags.DEFINE_enum('target', 'mnist', ['mnist', 'cifar'],
                             'Target network.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per point.',
@@ -49,10 +47,6 @@ TRAIN_REFERENCES = {"authors' code, 100 x 100": 100 * 100 / 1.705,
 
 def main(argv):
   del argv
-  unknown = set(_METHODS.value) - set(targets.FORWARD_METHODS)
-  if unknown:
-    raise app.UsageError(f'Unknown --methods {sorted(unknown)}; choose from '
-                         f'{targets.FORWARD_METHODS}.')
   unknown = set(_VARIANTS.value) - set(VARIANTS)
   if unknown:
     raise app.UsageError(f'Unknown --variants {sorted(unknown)}; choose from '

@@ -12,10 +12,22 @@ import resource
 import time
 from typing import Any, Callable
 
+from absl import flags
 import tensorflow as tf
 
 from hypergan_tf import config as config_lib
+from hypergan_tf import targets
 from hypergan_tf import training
+
+
+def define_methods_flag() -> flags.FlagHolder:
+  """--methods: forward methods to time, checked when flags are parsed."""
+  holder = flags.DEFINE_list('methods', list(targets.FORWARD_METHODS),
+                             'Forward methods to time.')
+  flags.register_validator(
+      holder, lambda methods: set(methods) <= set(targets.FORWARD_METHODS),
+      f'--methods must be among {", ".join(targets.FORWARD_METHODS)}.')
+  return holder
 
 
 def _time(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
