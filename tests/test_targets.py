@@ -76,6 +76,15 @@ def test_gradients_flow_to_every_parameter():
              for g in grads)
 
 
+@pytest.mark.parametrize('name', sorted(targets.ACTIVATIONS))
+def test_activations_are_non_decreasing(name):
+  """Conv blocks max-pool before the activation; only monotone ones allow it
+  (a GELU or swish would silently change the network)."""
+  x = tf.linspace(-6.0, 6.0, 10_001)
+  steps = tf.experimental.numpy.diff(targets.ACTIVATIONS[name](x))
+  assert float(tf.reduce_min(steps)) >= -1e-6  # float32 rounding in tanh
+
+
 def _gradients(forward, params, x):
   with tf.GradientTape() as tape:
     tape.watch([params, x])
