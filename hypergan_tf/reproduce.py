@@ -71,7 +71,7 @@ SMOKE_ADVERSARIAL_ARGS = ('--num_examples=20', '--ensemble_sizes=2',
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-  """One script run; done when `output` records `steps` (and is complete)."""
+  """One script run; done once `output` records >= `steps` and is complete."""
   name: str  # e.g. 'mnist/train'
   argv: tuple[str, ...]  # Script path and its flags.
   output: str | None  # JSON the script writes; None: always run.
@@ -86,8 +86,10 @@ class Stage:
     except (OSError, ValueError):
       return False  # Unreadable: redo the stage.
     # results.json holds 'steps'; evaluations hold the checkpoint's 'step'.
+    # A run trained beyond this budget (by a longer one) counts as done.
     step = record.get('step', record.get('steps'))
-    return step == self.steps and record.get('complete', True)
+    return (isinstance(step, int) and step >= self.steps
+            and record.get('complete', True))
 
 
 def flagfile_steps(flagfile: str) -> int:

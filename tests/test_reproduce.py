@@ -63,11 +63,12 @@ def test_plan_rejects_unknown_names(tmp_path, budget, only, match):
     ({'steps': 8}, True),  # results.json of a finished run
     ({'step': 8}, True),  # an evaluation of the step-8 checkpoint
     ({'step': 4}, False),  # an evaluation of an earlier checkpoint
+    ({'step': 16}, True),  # a run trained further by a longer budget
     ({'step': 8, 'complete': False}, False),  # an interrupted adversarial run
     ('{"step": 8', False),  # truncated by a crash
     (None, False),  # not written yet
 ])
-def test_stage_done_only_when_its_output_records_the_step(tmp_path, content,
+def test_stage_done_only_when_its_output_reaches_the_step(tmp_path, content,
                                                          done):
   path = tmp_path / 'metrics.json'
   if content is not None:
