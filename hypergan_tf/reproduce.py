@@ -217,6 +217,10 @@ def run(stages: Sequence[Stage], runs_root: str, budget: str,
     entry.update(steps=stage.steps, budget=budget, exit_code=code,
                  finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     training.write_json(record_path, record)
+    if code < 0:  # Killed by a signal: a training stage kept its checkpoint.
+      raise StageFailedError(
+          f'{stage.name} was stopped by signal {-code} after {seconds:.0f} '
+          f's; rerun the same command to resume. Log: {log_path}.')
     if code:
       raise StageFailedError(
           f'{stage.name} failed (exit {code}) after {seconds:.0f} s; see '

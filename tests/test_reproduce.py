@@ -113,6 +113,18 @@ def test_script_names_the_failed_stage_and_its_log(tfds_dir, tmp_path):
                       f'--data_dir={tmp_path / "no_such_dir"}')
   assert result.returncode != 0
   log = tmp_path / 'logs' / 'mnist_train.log'
-  assert f'mnist/train failed' in result.stderr and str(log) in result.stderr
+  assert 'mnist/train failed' in result.stderr and str(log) in result.stderr
   assert 'no_such_dir' in log.read_text()
   assert 'Traceback' not in result.stderr
+
+
+def test_run_tells_a_killed_stage_from_a_failed_one(tmp_path):
+  """A stage stopped by a signal (kill, OOM) is resumable, not broken."""
+  killed = reproduce.Stage('toy/train', (
+      '-c', 'import os, signal; os.kill(os.getpid(), signal.SIGTERM)'),
+                           str(tmp_path / 'results.json'), 4)
+  with pytest.raises(reproduce.StageFailedError,
+                     match='stopped by signal 15.*rerun the same command'):
+    reproduce.run([killed], str(tmp_path), 'smoke')
+  record = json.loads((tmp_path / 'reproduce.json').read_text())
+  assert record['stages']['toy/train']['exit_code'] == -15
