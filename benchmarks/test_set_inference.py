@@ -46,9 +46,8 @@ def _classify(forward, params, dataset: tf.data.Dataset) -> tuple[float, float]:
   for images, labels in dataset:
     probs = metrics.ensemble_probabilities(
         tf.cast(forward(params, images), tf.float32))
-    correct += int(tf.reduce_sum(tf.cast(
-        tf.argmax(probs, -1, output_type=tf.int32) == labels, tf.int32)))
-    total += int(labels.shape[0])
+    correct += metrics.accuracy(probs, labels) * len(labels)
+    total += len(labels)
   return time.perf_counter() - start, correct / total
 
 

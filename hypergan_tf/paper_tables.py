@@ -36,6 +36,17 @@ def _percent(value) -> str:
   return MISSING if value is None else f'{100 * value:.2f}'
 
 
+def _read(run_dir: str) -> comparison.Run | None:
+  """The run in run_dir, or None where it was not run."""
+  return comparison.read_run(run_dir) if os.path.isdir(run_dir) else None
+
+
+def _eval(run_dir: str) -> dict:
+  """The run's eval/metrics.json ({} where not run or not evaluated)."""
+  run = _read(run_dir)
+  return run.eval if run else {}
+
+
 def _budget(run: comparison.Run) -> str:
   """'8,000 steps, 68.6 min' from config.json and results.json."""
   steps = run.eval.get('step') or run.config.get('steps')
@@ -49,8 +60,8 @@ def accuracy_table(runs: Sequence[tuple[str, str, str]]) -> str:
   lines = ['| run | budget | 1 network | 5 | 10 | 100 | paper 1 / 5 / 10 / '
            '100 | ours - paper, 100 |', '| --- ' * 8 + '|']
   for label, run_dir, paper_key in runs:
-    metrics = (comparison.read_run(run_dir).eval
-               if os.path.isdir(run_dir) else {})
+    run = _read(run_dir)
+    metrics = run.eval if run else {}
     ours = [metrics.get(f'test/accuracy_n{k}') for k in ENSEMBLE_SIZES]
     single = _percent(ours[0])
     if ours[0] is not None and 'test/accuracy_n1_std' in metrics:
@@ -58,8 +69,7 @@ def accuracy_table(runs: Sequence[tuple[str, str, str]]) -> str:
     paper = PAPER_ACCURACY[paper_key]
     gap = (MISSING if ours[-1] is None
            else f'{100 * ours[-1] - paper[-1]:+.2f}')
-    budget = (_budget(comparison.read_run(run_dir))
-              if os.path.isdir(run_dir) else 'not run')
+    budget = _budget(run) if run else 'not run'
     lines.append(f'| {label} | {budget} | {single} | ' +
                  ' | '.join(_percent(v) for v in ours[1:]) +
                  f' | {" / ".join(f"{p:.2f}" for p in paper)} | {gap} |')
@@ -77,9 +87,7 @@ def diversity_table(runs: Sequence[tuple[str, str]],
                     layer_names: Sequence[str] = ('conv1', 'conv2',
                                                   'linear')) -> str:
   """Table 3: (label, run directory) rows next to the paper's two rows."""
-  rows = [(label, _norms(comparison.read_run(run_dir).eval
-                         if os.path.isdir(run_dir) else {},
-                         len(layer_names)))
+  rows = [(label, _norms(_eval(run_dir), len(layer_names)))
           for label, run_dir in runs]
   rows += [(label, list(norms)) for label, norms in PAPER_NORMS.items()]
   lines = ['| population | ' + ' | '.join(layer_names) + ' |',
@@ -98,8 +106,7 @@ def ood_table(runs: Sequence[tuple[str, str]],
       f'AUROC N={k} | FPR@95 N={k}' for k in sizes) + ' |',
            '| --- ' * (2 + 2 * len(sizes)) + '|']
   for label, run_dir in runs:
-    metrics = (comparison.read_run(run_dir).eval
-               if os.path.isdir(run_dir) else {})
+    metrics = _eval(run_dir)
     names = sorted({k.split('/')[1].rsplit('_auroc', 1)[0]
                     for k in metrics if k.startswith('ood/') and
                     '_auroc_' in k}) or [MISSING]

@@ -610,9 +610,9 @@ def train(cfg: config_lib.TrainConfig,
   if not chief:  # Its checkpoints only took part in the collective saves.
     shutil.rmtree(trainer.manager.directory, ignore_errors=True)
     return results
-  write_json(os.path.join(cfg.run_dir, RESULTS_FILE), results)
-  logging.info('Final test: %s; results in %s', _fmt(final),
-               os.path.join(cfg.run_dir, RESULTS_FILE))
+  path = os.path.join(cfg.run_dir, RESULTS_FILE)
+  write_json(path, results)
+  logging.info('Final test: %s; results in %s', _fmt(final), path)
   return results
 
 
