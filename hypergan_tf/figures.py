@@ -252,3 +252,29 @@ def transfer_histograms(fractions: dict[str, dict[str, np.ndarray]],
   axes[0, 0].set_ylabel('fraction of examples')
   fig.suptitle(title or 'Transfer of adversarial examples', fontsize=9)
   return _save(fig, path)
+
+
+def ensemble_accuracy(panels: dict[str, dict[str, tuple[list, list]]],
+                      path: str, title: str = '') -> str:
+  """Test accuracy against ensemble size, ours next to the paper's.
+
+  The slope is the point: how much sampling more networks adds says how
+  different the sampled networks are.
+
+  Args:
+    panels: panel title (a dataset) -> {curve label: (sizes, accuracy %)};
+      a curve labelled 'paper' is drawn dashed and black.
+  """
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4),
+                           squeeze=False)
+  for ax, (name, curves) in zip(axes[0], panels.items()):
+    for label, (sizes, accuracy) in curves.items():
+      ax.plot(sizes, accuracy, marker='o', label=label,
+              **({'color': 'k', 'ls': '--'} if label == 'paper' else {}))
+    ax.set_xscale('log')
+    ax.set_xlabel('networks in the ensemble')
+    ax.set_title(name, fontsize=9)
+    ax.legend(loc='lower right', fontsize=7)
+  axes[0, 0].set_ylabel('test accuracy (%)')
+  fig.suptitle(title or 'Accuracy against ensemble size', fontsize=9)
+  return _save(fig, path)

@@ -76,6 +76,23 @@ def accuracy_table(runs: Sequence[tuple[str, str, str]]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def accuracy_curves(runs: Sequence[tuple[str, str]], paper_key: str
+                    ) -> dict[str, tuple[list[int], list[float]]]:
+  """Accuracy (%) against ensemble size: the paper's, then each run's.
+
+  A run that is missing or not evaluated is left out.
+  """
+  curves = {'paper': (list(ENSEMBLE_SIZES), list(PAPER_ACCURACY[paper_key]))}
+  for label, run_dir in runs:
+    metrics = _eval(run_dir)
+    points = [(k, 100 * metrics[f'test/accuracy_n{k}'])
+              for k in ENSEMBLE_SIZES if f'test/accuracy_n{k}' in metrics]
+    if points:
+      sizes, accuracy = zip(*points)
+      curves[label] = (list(sizes), list(accuracy))
+  return curves
+
+
 def _norms(metrics: dict, layers: int) -> list[tuple[float, float] | None]:
   return [(metrics[f'diversity/layer_{i}_norm_mean'],
            metrics[f'diversity/layer_{i}_norm_std'])

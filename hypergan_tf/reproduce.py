@@ -20,6 +20,7 @@ from typing import Sequence
 
 from absl import logging
 
+from hypergan_tf import figures
 from hypergan_tf import paper_tables
 from hypergan_tf import training
 
@@ -38,6 +39,7 @@ class Experiment:
 EXPERIMENTS = (
     Experiment('toy_regression', 'configs/toy_regression.flags'),
     Experiment('mnist', 'configs/mnist.flags', adversarial=True),
+    Experiment('mnist_relu', 'configs/mnist_relu.flags'),  # Ablation.
     Experiment('mnist5000', 'configs/mnist5000.flags'),
     Experiment('cifar5', 'configs/cifar5.flags'),
     Experiment('cifar10', 'configs/cifar10.flags'),
@@ -230,18 +232,32 @@ def run(stages: Sequence[Stage], runs_root: str, budget: str,
 
 
 TABLES_FILE = 'results_tables.md'
+ACCURACY_FIGURE = 'ensemble_accuracy.png'
 
 
 def write_tables(runs_root: str) -> str:
-  """Tables 3 and 4 and the OOD table from the runs, for RESULTS.md.
+  """Tables 3 and 4, the OOD table and the accuracy figure, for RESULTS.md.
 
-  Returns the path written, <runs_root>/results_tables.md.
+  Returns the tables' path, <runs_root>/results_tables.md; the figure goes
+  beside it.
   """
   run = lambda name: os.path.join(runs_root, name)
+  figures.ensemble_accuracy({
+      'MNIST': paper_tables.accuracy_curves(
+          [('ours (ELU)', run('mnist')), ('ours, ReLU', run('mnist_relu'))],
+          'mnist'),
+      'MNIST-5000': paper_tables.accuracy_curves(
+          [('ours', run('mnist5000'))], 'mnist5000'),
+      'CIFAR-5': paper_tables.accuracy_curves(
+          [('ours', run('cifar5'))], 'cifar5'),
+      'CIFAR-10': paper_tables.accuracy_curves(
+          [('ours', run('cifar10'))], 'cifar10'),
+  }, os.path.join(runs_root, ACCURACY_FIGURE))
   text = '\n'.join([
       '## Table 4: test accuracy (%)\n',
       paper_tables.accuracy_table([
           ('MNIST', run('mnist'), 'mnist'),
+          ('MNIST, ReLU hypernetwork (ablation)', run('mnist_relu'), 'mnist'),
           ('MNIST-5000', run('mnist5000'), 'mnist5000'),
           ('CIFAR-5', run('cifar5'), 'cifar5'),
           ('CIFAR-10', run('cifar10'), 'cifar10'),

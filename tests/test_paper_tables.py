@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from hypergan_tf import paper_tables
 
 
@@ -27,6 +29,19 @@ def test_accuracy_row_has_ours_paper_and_the_gap(tmp_path):
                    '| 99.24 | 99.40 | 98.64 / 98.75 / 99.22 / 99.31 | +0.09 |')
   assert cifar.startswith('| CIFAR-10 | not run | — | — | — | — |')
   assert cifar.endswith('| 76.32 / 76.84 / 77.52 / 77.71 | — |')
+
+
+def test_accuracy_curves_start_with_the_paper_and_skip_missing_runs(
+    tmp_path):
+  run = _run(tmp_path / 'mnist', {'test/accuracy_n1': 0.99,
+                                  'test/accuracy_n10': 0.995})
+  curves = paper_tables.accuracy_curves(
+      [('ours', run), ('absent', str(tmp_path / 'absent'))], 'mnist')
+  assert list(curves) == ['paper', 'ours']
+  assert curves['paper'] == ([1, 5, 10, 100], [98.64, 98.75, 99.22, 99.31])
+  sizes, accuracy = curves['ours']
+  assert sizes == [1, 10]
+  assert accuracy == pytest.approx([99.0, 99.5])
 
 
 def test_diversity_rows_put_ours_next_to_the_paper(tmp_path):

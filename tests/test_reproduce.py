@@ -93,6 +93,8 @@ def test_script_runs_then_skips_finished_stages(tfds_dir, tmp_path):
   metrics = run_dir / 'eval' / 'metrics.json'
   assert json.loads(metrics.read_text())['step'] == reproduce.SMOKE_STEPS
   assert (run_dir / 'eval' / 'regression.png').stat().st_size > 0
+  assert (tmp_path / reproduce.TABLES_FILE).stat().st_size > 0
+  assert (tmp_path / reproduce.ACCURACY_FIGURE).stat().st_size > 0
   record = json.loads((tmp_path / 'reproduce.json').read_text())
   assert record['budget'] == 'smoke'
   assert set(record['stages']) == {'toy_regression/train',
