@@ -102,7 +102,10 @@ class TrainConfig:
   code_dim: int = _field(64, 'Size of each layer code.', 1)
   hidden_units: int = _field(512, 'Width of the hypernetwork MLPs.', 1)
   hidden_layers: int = _field(2, 'Hidden layers of the hypernetwork MLPs.', 0)
-  activation: str = _field('relu', 'Keras activation of the MLPs.')
+  activation: str = _field(
+      'relu', 'Keras activation of the MLPs. The paper uses elu, which keeps '
+      'the code discriminator at equilibrium and the networks more diverse '
+      '(configs/mnist.flags; RESULTS.md).')
   batch_norm: bool = _field(True, 'BatchNorm in mixer and generators.')
   init_gain: float = _field(1.0, 'Generated kernels start at init_gain x He '
                             'scale.', 0.0)
