@@ -103,9 +103,9 @@ class TrainConfig:
   hidden_units: int = _field(512, 'Width of the hypernetwork MLPs.', 1)
   hidden_layers: int = _field(2, 'Hidden layers of the hypernetwork MLPs.', 0)
   activation: str = _field(
-      'relu', 'Keras activation of the MLPs. The paper uses elu, which keeps '
-      'the code discriminator at equilibrium and the networks more diverse '
-      '(configs/mnist.flags; RESULTS.md).')
+      'relu', 'Keras activation of the MLPs. The paper uses elu: more '
+      'diverse networks on MNIST (configs/mnist.flags), unstable on CIFAR at '
+      'learning rate 1e-3 (RESULTS.md).')
   batch_norm: bool = _field(True, 'BatchNorm in mixer and generators.')
   init_gain: float = _field(1.0, 'Generated kernels start at init_gain x He '
                             'scale.', 0.0)
