@@ -265,7 +265,7 @@ def ensemble_accuracy(panels: dict[str, dict[str, tuple[list, list]]],
     panels: panel title (a dataset) -> {curve label: (sizes, accuracy %)};
       a curve labelled 'paper' is drawn dashed and black.
   """
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4),
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 4),
                            squeeze=False)
   for ax, (name, curves) in zip(axes[0], panels.items()):
     for label, (sizes, accuracy) in curves.items():
@@ -274,7 +274,7 @@ def ensemble_accuracy(panels: dict[str, dict[str, tuple[list, list]]],
     ax.set_xscale('log')
     ax.set_xlabel('networks in the ensemble')
     ax.set_title(name, fontsize=9)
-    ax.legend(loc='lower right', fontsize=7)
+    ax.legend(loc='best', fontsize=7)
   axes[0, 0].set_ylabel('test accuracy (%)')
   fig.suptitle(title or 'Accuracy against ensemble size', fontsize=9)
   return _save(fig, path)
