@@ -62,7 +62,7 @@ _EVAL_SEED_OFFSET = 1_000_003
 
 
 @dataclasses.dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(config_lib.DataOptions):
   """Everything a baseline run depends on; each field is also a flag.
 
   The optimizer fields have the names and meaning of `config.TrainConfig`'s,
@@ -80,7 +80,8 @@ class BaselineConfig:
       'default).')
   download: bool = _field(True, 'Let TFDS download a missing dataset.')
   eval_split: str = _field('test', 'Split (or TFDS slice) for periodic and '
-                           'final evaluation.')
+                           "final evaluation; 'validation' needs "
+                           '--validation_size.')
   seed: int = _field(0, 'Seed for initialisation, masks, weight samples and '
                      'shuffling.')
   num_members: int = _field(
@@ -129,13 +130,10 @@ class BaselineConfig:
       raise ValueError(f'--dropout_rate must be below 1, got '
                        f'{self.dropout_rate}.')
     config_lib.check_target_fits_dataset(self.target, self.dataset)
+    self.check_data_options()
     if self.warmup_steps >= self.steps:
       raise ValueError(f'--warmup_steps ({self.warmup_steps}) must be smaller '
                        f'than --steps ({self.steps}).')
-
-  @property
-  def spec(self) -> targets.TargetSpec:
-    return targets.get_target(self.target)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -431,7 +429,7 @@ def train(cfg: BaselineConfig) -> dict[str, Any]:
   os.makedirs(cfg.run_dir, exist_ok=True)
   # Same call as data.load's, so the split is read from disk once.
   num_train = len(data.arrays(cfg.dataset, 'train', cfg.data_dir,
-                              cfg.download, None)[1])
+                              cfg.download, None, cfg.validation_size)[1])
   trainer = BaselineTrainer(cfg, num_train)
   trainer.restore()  # Before writing the config: a foreign checkpoint fails.
   training.write_json(os.path.join(cfg.run_dir, training.CONFIG_FILE),
@@ -441,11 +439,14 @@ def train(cfg: BaselineConfig) -> dict[str, Any]:
   # Starts at the batch this step would see had the run never stopped.
   train_ds = data.load(cfg.dataset, 'train', cfg.num_members * cfg.batch_size,
                        training=True, seed=cfg.seed, start_batch=start_step,
-                       data_dir=cfg.data_dir, download=cfg.download)
+                       data_dir=cfg.data_dir, download=cfg.download,
+                       augment=cfg.augment,
+                       validation_size=cfg.validation_size)
   # Bounds memory: members x batch feature maps per forward pass.
   eval_batch = max(1, 10_000 // max(cfg.eval_members, cfg.final_eval_members))
   test_ds = data.load(cfg.dataset, cfg.eval_split, eval_batch, training=False,
-                      data_dir=cfg.data_dir, download=cfg.download)
+                      data_dir=cfg.data_dir, download=cfg.download,
+                      validation_size=cfg.validation_size)
   writer = tf.summary.create_file_writer(
       os.path.join(cfg.run_dir, 'summaries'))
   if start_step == 0:

@@ -61,8 +61,52 @@ def check_target_fits_dataset(target: str, dataset: str) -> None:
         f'{dataset!r} needs {info.num_outputs}; pick a matching --target.')
 
 
+STANDARDIZE = ('auto', 'on', 'off')
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class DataOptions:
+  """How any trainer reads its data; shared by HyperGAN and baseline configs.
+
+  Subclasses have `dataset` and `target` fields.
+  """
+  augment: bool = _field(
+      False, "Augment training images with the dataset's augmentation "
+      '(CIFAR: 4-pixel padding + random crop + horizontal flip), keyed on '
+      '(seed, step) so resumes stay exact.')
+  standardize: str = _field(
+      'auto', 'Per-channel input standardisation inside the target network '
+      '(inputs stay [0, 1] pixels everywhere else): auto = on for datasets '
+      'with channel statistics (CIFAR), off otherwise.', choices=STANDARDIZE)
+  validation_size: int = _field(
+      0, 'Examples held out of the training split (fixed, stratified) for '
+      'periodic evaluation and choosing the reported checkpoint; 0 = off '
+      '(periodic evaluation on test, the last step is reported).', 0)
+
+  def check_data_options(self) -> None:
+    """Raises ValueError for options the dataset does not support."""
+    info = data.get_spec(self.dataset)
+    if self.augment:
+      data.check_augmentation(self.dataset)
+    if self.standardize == 'on' and info.channel_mean is None:
+      raise ValueError(f'Dataset {self.dataset!r} has no channel statistics '
+                       'to standardise with; use --standardize=auto or off.')
+    if self.validation_size < 0:
+      raise ValueError(f'--validation_size must be >= 0, got '
+                       f'{self.validation_size}.')
+
+  @property
+  def spec(self) -> targets.TargetSpec:
+    """The target network, standardising its inputs if asked to."""
+    spec = targets.get_target(self.target)
+    info = data.DATASETS[self.dataset]
+    if self.standardize == 'off' or info.channel_mean is None:
+      return spec
+    return targets.standardized(spec, info.channel_mean, info.channel_std)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(DataOptions):
   """Everything a training run depends on; each field is also a flag."""
   run_dir: str = _field('', 'Directory for checkpoints, TensorBoard '
                         'summaries and results.json; rerunning resumes it.')
@@ -80,24 +124,39 @@ class TrainConfig:
   batch_size: int = _field(100, 'Examples per step (all networks see them).',
                            1)
   steps: int = _field(5000, 'Training steps.', 1)
-  learning_rate: float = _field(1e-3, 'Peak learning rate.', 0.0)
+  learning_rate: float = _field(1e-3, 'Peak learning rate of the '
+                                'generators (and of the other parts unless '
+                                'set below).', 0.0)
+  mixer_learning_rate: float = _field(
+      0.0, 'Peak learning rate of the mixer; 0 = --learning_rate (the '
+      "authors' CIFAR code: 5e-3).", 0.0)
+  discriminator_learning_rate: float = _field(
+      0.0, 'Peak learning rate of the code discriminator; 0 = '
+      "--learning_rate (the authors' CIFAR code: 5e-5).", 0.0)
   lr_schedule: str = _field('cosine', 'Schedule after the warm-up.',
                             choices=('cosine', 'constant'))
   warmup_steps: int = _field(200, 'Linear learning-rate warm-up steps.', 0)
   min_lr_ratio: float = _field(0.0, 'Final cosine learning rate as a '
                                'fraction of the peak.', 0.0, 1.0)
   optimizer: str = _field('adam', 'Optimizer.', choices=('adam', 'adamw'))
-  weight_decay: float = _field(0.0, 'Decoupled weight decay (adamw).', 0.0)
+  weight_decay: float = _field(
+      0.0, 'Decoupled weight decay of kernels (BatchNorm and biases are '
+      'skipped), scaled by each part\'s learning rate.', 0.0)
   clipnorm: float = _field(0.0, 'Global gradient-norm clip; 0 disables.',
                            0.0)
   adam_beta_1: float = _field(0.9, 'Adam beta_1.', 0.0, 1.0)
   adam_beta_2: float = _field(0.999, 'Adam beta_2.', 0.0, 1.0)
   beta: float = _field(0.1, 'Weight of the adversarial loss on the codes.',
                        0.0)
+  max_adversarial_ratio: float = _field(
+      0.0, 'Caps the weighted adversarial term at this multiple of the task '
+      'loss, so it cannot swamp the task early on (0: no cap).', 0.0)
   pretrain_mixer_steps: int = _field(
       1000, 'Most mixer pre-training steps (0 disables).', 0)
   pretrain_mixer_threshold: float = _field(
-      0.1, 'Stop mixer pre-training below this mean/covariance loss.', 0.0)
+      0.1, 'Stop mixer pre-training once the per-dimension moment loss '
+      '(mean^2 + (variance - 1)^2 + mean squared correlation, averaged over '
+      'code dimensions) is below this.', 0.0)
   noise_dim: int = _field(256, 'Size of the mixer input noise s.', 1)
   code_dim: int = _field(64, 'Size of each layer code.', 1)
   hidden_units: int = _field(512, 'Width of the hypernetwork MLPs.', 1)
@@ -144,14 +203,11 @@ class TrainConfig:
       raise ValueError(f'--learning_rate must be positive, got '
                        f'{self.learning_rate}.')
     check_target_fits_dataset(self.target, self.dataset)
+    self.check_data_options()
     if self.warmup_steps >= self.steps:
       raise ValueError(f'--warmup_steps ({self.warmup_steps}) must be smaller '
                        f'than --steps ({self.steps}).')
     self.hypernet  # Validates the hypernetwork sizes.
-
-  @property
-  def spec(self) -> targets.TargetSpec:
-    return targets.get_target(self.target)
 
   @property
   def task(self) -> str:
@@ -177,7 +233,8 @@ class TrainConfig:
 # Fields a checkpoint depends on: a run directory cannot change them.
 ARCHITECTURE_FIELDS = ('dataset', 'target', 'noise_dim', 'code_dim',
                        'hidden_units', 'hidden_layers', 'activation',
-                       'batch_norm', 'optimizer')
+                       'batch_norm', 'optimizer', 'standardize',
+                       'validation_size')
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS,

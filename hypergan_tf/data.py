@@ -38,6 +38,11 @@ class DatasetSpec:
       num_outputs examples per class, drawn with SUBSET_SEED.
     splits: the splits this dataset has.
     task: 'classification' or 'regression'.
+    channel_mean, channel_std: per-channel statistics of the [0, 1] pixels
+      for input standardisation (None: the dataset is used as it is).
+    augmentation: the training augmentation that fits the images
+      ('crop_flip': 4-pixel padding, random 32x32 crop, horizontal flip), or
+      None (digits and letters must not be flipped).
   """
   input_shape: tuple[int, ...]
   num_outputs: int
@@ -46,19 +51,28 @@ class DatasetSpec:
   train_size: int | None = None
   splits: tuple[str, ...] = ('train', 'test')
   task: str = 'classification'
+  channel_mean: tuple[float, ...] | None = None
+  channel_std: tuple[float, ...] | None = None
+  augmentation: str | None = None
 
 
+# The statistics the authors' CIFAR code standardises with.
+_CIFAR = dict(channel_mean=(0.4914, 0.4822, 0.4465),
+              channel_std=(0.2023, 0.1994, 0.2010), augmentation='crop_flip')
 # Known without touching the disk, so configs are checked before any work.
 DATASETS: dict[str, DatasetSpec] = {
     'mnist': DatasetSpec((28, 28, 1), 10, 'mnist'),
     'mnist5000': DatasetSpec((28, 28, 1), 10, 'mnist', train_size=5000),
-    'cifar10': DatasetSpec((32, 32, 3), 10, 'cifar10'),
-    'cifar10_5000': DatasetSpec((32, 32, 3), 10, 'cifar10', train_size=5000),
+    'cifar10': DatasetSpec((32, 32, 3), 10, 'cifar10', **_CIFAR),
+    'cifar10_5000': DatasetSpec((32, 32, 3), 10, 'cifar10', train_size=5000,
+                                **_CIFAR),
     # CIFAR-5: the first five classes (airplane, automobile, bird, cat, deer);
     # its out-of-distribution set is the test images of the other five.
-    'cifar5': DatasetSpec((32, 32, 3), 5, 'cifar10', classes=(0, 1, 2, 3, 4)),
+    'cifar5': DatasetSpec((32, 32, 3), 5, 'cifar10', classes=(0, 1, 2, 3, 4),
+                          **_CIFAR),
     'cifar5_ood': DatasetSpec((32, 32, 3), 5, 'cifar10',
-                              classes=(5, 6, 7, 8, 9), splits=('test',)),
+                              classes=(5, 6, 7, 8, 9), splits=('test',),
+                              **_CIFAR),
     'not_mnist': DatasetSpec((28, 28, 1), 10, 'not_mnist', splits=('test',)),
     # Paper, Sec. 4.3: 20 points x ~ U[-4, 4], y = x^3 + N(0, 3^2).
     'toy_regression': DatasetSpec((1,), 1, 'synthetic', task='regression'),
@@ -67,6 +81,8 @@ SUPPORTED = tuple(DATASETS)
 TRAINABLE = tuple(name for name, spec in DATASETS.items()
                   if 'train' in spec.splits)
 SUBSET_SEED = 0  # Fixed: a subset is the same on every machine and run.
+VALIDATION_SEED = 1  # Fixed too: the held-out part never moves.
+_AUGMENT_STREAM = 0x417567  # Keeps augmentation noise apart from shuffling.
 
 
 class DatasetNotFoundError(RuntimeError):
@@ -167,35 +183,77 @@ def toy_regression(split: str) -> tuple[np.ndarray, np.ndarray]:
   return x[:, None].astype(np.float32), y.astype(np.float32)
 
 
+def split_indices(labels: np.ndarray, train_size: int | None,
+                  validation_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(training, validation) indices into the whole train split; disjoint.
+
+  The validation part is stratified and drawn with VALIDATION_SEED. For a
+  fixed subset (train_size) it comes from the examples outside the subset,
+  so the subset itself never changes; otherwise training is the rest.
+  """
+  everything = np.arange(len(labels))
+  train = (everything if train_size is None
+           else stratified_subset(labels, train_size))
+  if not validation_size:
+    return train, np.zeros([0], np.int64)
+  pool = everything if train_size is None else np.setdiff1d(everything, train)
+  if validation_size >= len(pool):
+    raise ValueError(
+        f'--validation_size={validation_size} leaves nothing to train on: '
+        f'the pool it is drawn from has {len(pool)} examples; choose a '
+        'smaller one (0 turns validation off).')
+  validation = pool[stratified_subset(labels[pool], validation_size,
+                                      VALIDATION_SEED)]
+  if train_size is None:
+    train = np.setdiff1d(everything, validation)
+  return train, validation
+
+
 @functools.lru_cache(maxsize=8)
 def arrays(name: str, split: str, data_dir: str | None = None,
-           download: bool = True, manual_dir: str | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
+           download: bool = True, manual_dir: str | None = None,
+           validation_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """All (examples, labels) of a split in memory, subset applied (cached).
 
   Images stay uint8 (a fraction of the float32 size). TFDS slices such as
-  'test[:1000]' apply to the source split, before class filtering.
+  'test[:1000]' apply to the source split, before class filtering. With
+  validation_size > 0, 'train' loses a fixed stratified held-out part and
+  'validation' is that part (see `split_indices`).
   """
   spec = get_spec(name)
+  if validation_size < 0:
+    raise ValueError(f'--validation_size must be >= 0, got '
+                     f'{validation_size}.')
   base_split = split.split('[')[0]
-  if base_split not in spec.splits:
+  if base_split == 'validation' and not validation_size:
+    raise ValueError(f'Dataset {name!r} has a validation split only with '
+                     '--validation_size > 0.')
+  if base_split not in spec.splits + ('validation',):
     raise ValueError(f'Dataset {name!r} has no split {split!r}; it has '
                      f'{list(spec.splits)}.')
   if spec.source == 'synthetic':
+    if validation_size:
+      raise ValueError(f'{name!r} has too few examples for a validation '
+                       'split; use --validation_size=0.')
     return toy_regression(base_split)
+  whole_train = base_split in ('train', 'validation') and (
+      spec.train_size is not None or validation_size)
+  if whole_train and split != base_split:
+    raise ValueError(f'Slices like {split!r} of {name!r} are not supported '
+                     'with a fixed subset or a validation split.')
   b = builder(spec.source, data_dir, download, manual_dir)
   images, labels = tfds.as_numpy(b.as_dataset(
-      split=split, batch_size=-1, as_supervised=True, shuffle_files=False))
+      split='train' if base_split == 'validation' else split, batch_size=-1,
+      as_supervised=True, shuffle_files=False))
   if spec.classes is not None:
     keep = np.isin(labels, spec.classes)
     renumber = np.zeros(max(spec.classes) + 1, np.int64)
     renumber[list(spec.classes)] = np.arange(len(spec.classes))
     images, labels = images[keep], renumber[labels[keep]]
-  if spec.train_size is not None and base_split == 'train':
-    if split != 'train':
-      raise ValueError(f'{name!r} is a fixed subset of the whole train '
-                       f'split; slices like {split!r} are not supported.')
-    chosen = stratified_subset(labels, spec.train_size)
+  if whole_train:
+    train, validation = split_indices(labels, spec.train_size,
+                                      validation_size)
+    chosen = validation if base_split == 'validation' else train
     images, labels = images[chosen], labels[chosen]
   labels = labels.astype(np.int32)
   for array in (images, labels):
@@ -219,15 +277,62 @@ def training_order(num_examples: int, batch_size: int, seed: int,
   return order.batch(batch_size, drop_remainder=True)
 
 
+def crop_flip(images: tf.Tensor, seed: tf.Tensor, padding: int = 4
+              ) -> tf.Tensor:
+  """Random crop after zero padding, then a random horizontal flip.
+
+  The CIFAR augmentation of the authors' code (torchvision's RandomCrop(32,
+  padding=4) + RandomHorizontalFlip), as stateless ops of seed [2], so a
+  batch's augmentation is a pure function of (seed, step).
+
+  Args:
+    images: [B, H, W, C].
+    seed: stateless seed, shape [2].
+    padding: zero pixels added on every side before cropping.
+
+  Returns:
+    Augmented images, same shape and dtype.
+  """
+  b = tf.shape(images)[0]
+  h, w = images.shape[1], images.shape[2]
+  padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding],
+                           [0, 0]])
+  crop_seed, flip_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2))
+  offsets = tf.random.stateless_uniform([b, 2], crop_seed, 0, 2 * padding + 1,
+                                        dtype=tf.int32)
+  rows = offsets[:, :1] + tf.range(h)[None]
+  cols = offsets[:, 1:] + tf.range(w)[None]
+  cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols,
+                      axis=2, batch_dims=1)
+  flip = tf.random.stateless_uniform([b], flip_seed) < 0.5
+  return tf.where(flip[:, None, None, None], tf.reverse(cropped, [2]),
+                  cropped)
+
+
+AUGMENTATIONS = {'crop_flip': crop_flip}
+
+
 def _normalise(examples: tf.Tensor, labels: tf.Tensor):
   if examples.dtype == tf.uint8:
     return tf.cast(examples, tf.float32) / 255.0, labels
   return examples, labels
 
 
+def check_augmentation(name: str) -> str:
+  """The augmentation of a dataset; ValueError if it has none."""
+  augmentation = get_spec(name).augmentation
+  if augmentation is None:
+    raise ValueError(f'Dataset {name!r} has no augmentation (random crops '
+                     'and flips would change what digits, letters or 1-D '
+                     'points mean); drop --augment.')
+  return augmentation
+
+
 def load(name: str, split: str, batch_size: int, *, training: bool,
          seed: int = 0, start_batch: int = 0, data_dir: str | None = None,
-         download: bool = True, manual_dir: str | None = None
+         download: bool = True, manual_dir: str | None = None,
+         augment: bool = False, validation_size: int = 0
          ) -> tf.data.Dataset:
   """A batched, normalised dataset.
 
@@ -243,6 +348,10 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
     data_dir: TFDS data directory (see `resolve_data_dir`).
     download: allow TFDS to download a missing dataset.
     manual_dir: where notMNIST's archive is (see `builder`).
+    augment: apply the dataset's augmentation (training only), keyed on
+      (seed, batch number) so a resumed run sees the same images.
+    validation_size: held out of 'train', read as 'validation' (see
+      `split_indices`).
 
   Returns:
     A dataset of (examples [B, ...] float32, images in [0, 1]; labels [B],
@@ -250,7 +359,11 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
   """
   if batch_size < 1:
     raise ValueError(f'batch_size must be positive, got {batch_size}.')
-  examples, labels = arrays(name, split, data_dir, download, manual_dir)
+  augmentation = check_augmentation(name) if augment else None
+  if augment and not training:
+    raise ValueError('Augmentation is for training data only.')
+  examples, labels = arrays(name, split, data_dir, download, manual_dir,
+                            validation_size)
   if not len(labels):
     raise ValueError(f'Split {split!r} of {name!r} is empty.')
   if training:
@@ -261,6 +374,14 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
     ds = tf.data.Dataset.from_tensor_slices((examples, labels))
     ds = ds.batch(batch_size)
   ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE)
+  if augmentation:
+    transform = AUGMENTATIONS[augmentation]
+    stream = tf.constant([seed, _AUGMENT_STREAM], tf.int64)
+    ds = ds.enumerate(start_batch).map(
+        lambda step, batch: (transform(batch[0], tf.random.experimental.
+                                       stateless_fold_in(stream, step)),
+                             batch[1]),
+        num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -154,12 +154,16 @@ class HyperNetwork(keras.Model):
     return [getattr(self, f'generator_{i}') for i in range(self.num_codes)]
 
   @property
+  def layer_generator_variables(self) -> list[tf.Variable]:
+    """Trainable variables of the per-layer generators."""
+    return [v for generator in self.generators
+            for v in generator.trainable_variables]
+
+  @property
   def generator_variables(self) -> list[tf.Variable]:
-    """Trainable variables of the generator side (mixer + generators)."""
-    variables = list(self.mixer.trainable_variables)
-    for generator in self.generators:
-      variables += generator.trainable_variables
-    return variables
+    """Trainable variables of the generator side: mixer, then generators."""
+    return (list(self.mixer.trainable_variables) +
+            self.layer_generator_variables)
 
   def codes(self, noise: tf.Tensor, training: bool = False) -> tf.Tensor:
     """Mixer output [n, K, code_dim] for noise [n, noise_dim]."""

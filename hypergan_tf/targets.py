@@ -60,12 +60,31 @@ class TargetSpec:
     name: registry name, e.g. 'mnist'.
     input_shape: shape of one example, e.g. (28, 28, 1) or (1,).
     layers: conv layers first, then dense layers.
+    input_mean, input_std: per-channel standardisation applied to the
+      inputs as the first operation of the network (None: inputs as given).
+      Part of the network, so attacks, evaluation and exported models keep
+      taking [0, 1] pixels.
   """
   name: str
   input_shape: tuple[int, ...]
   layers: tuple[LayerSpec, ...]
+  input_mean: tuple[float, ...] | None = None
+  input_std: tuple[float, ...] | None = None
 
   def __post_init__(self):
+    if (self.input_mean is None) != (self.input_std is None):
+      raise ValueError(f'Target {self.name!r}: give both input_mean and '
+                       'input_std, or neither.')
+    if self.input_mean is not None:
+      channels = self.input_shape[-1]
+      if len(self.input_mean) != channels or len(self.input_std) != channels:
+        raise ValueError(
+            f'Target {self.name!r}: input_mean and input_std need one value '
+            f'per input channel ({channels}), got {len(self.input_mean)} and '
+            f'{len(self.input_std)}.')
+      if min(self.input_std) <= 0:
+        raise ValueError(f'Target {self.name!r}: input_std must be positive, '
+                         f'got {self.input_std}.')
     seen_dense = False
     for layer in self.layers:
       if layer.activation not in ACTIVATIONS:
@@ -169,6 +188,22 @@ def get_target(name: str) -> TargetSpec:
   except KeyError:
     raise ValueError(f'Unknown target network {name!r}; choose one of '
                      f'{sorted(TARGETS)}.') from None
+
+
+def standardized(spec: TargetSpec, mean: Sequence[float],
+                 std: Sequence[float]) -> TargetSpec:
+  """The same network with per-channel input standardisation in front."""
+  return dataclasses.replace(spec, input_mean=tuple(map(float, mean)),
+                             input_std=tuple(map(float, std)))
+
+
+def standardize(spec: TargetSpec, x: tf.Tensor) -> tf.Tensor:
+  """(x - mean) / std per channel, or x when the spec does not standardise."""
+  if spec.input_mean is None:
+    return x
+  mean = tf.constant(spec.input_mean, x.dtype)
+  std = tf.constant(spec.input_std, x.dtype)
+  return (x - mean) / std
 
 
 def check_params(spec: TargetSpec, params: Params) -> int:
@@ -297,7 +332,7 @@ def apply(spec: TargetSpec, params: Params, x: tf.Tensor,
     raise ValueError(f'Target {spec.name!r} expects inputs of shape '
                      f'[B, {", ".join(map(str, spec.input_shape))}], got '
                      f'{list(x.shape)}.')
-  x = tf.cast(x, params[0][0].dtype)
+  x = tf.cast(standardize(spec, tf.cast(x, tf.float32)), params[0][0].dtype)
   num_conv = _num_conv(spec)
   if num_conv == 0:
     n = tf.shape(params[0][0])[0]
@@ -358,6 +393,9 @@ def keras_model(spec: TargetSpec, params: Params | None = None,
   import keras  # pylint: disable=g-import-not-at-top
   inputs = keras.Input(spec.input_shape)
   h = inputs
+  if spec.input_mean is not None:
+    h = keras.layers.Normalization(
+        mean=spec.input_mean, variance=[s**2 for s in spec.input_std])(h)
   flattened = False
   for layer in spec.layers:
     act = ACTIVATIONS[layer.activation]

@@ -32,6 +32,7 @@ from hypergan_tf import targets
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'  # Written when a run reaches its --steps.
+BEST_DIR = 'best'  # Under checkpoints/: the step chosen on validation.
 
 # Seeds derived from --seed for independent streams.
 _EVAL_SEED_OFFSET = 1_000_003
@@ -56,32 +57,47 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
   write_text(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
-def learning_rate_schedule(cfg: config_lib.TrainConfig):
-  """Linear warm-up to the peak, then cosine decay or constant."""
+def learning_rate_schedule(cfg: config_lib.TrainConfig,
+                           peak: float | None = None):
+  """Linear warm-up to the peak (default --learning_rate), then cosine decay
+  or constant."""
+  peak = peak or cfg.learning_rate
   if cfg.lr_schedule == 'cosine':
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if cfg.warmup_steps else cfg.learning_rate,
+        initial_learning_rate=0.0 if cfg.warmup_steps else peak,
         decay_steps=cfg.steps - cfg.warmup_steps,
         alpha=cfg.min_lr_ratio,
-        warmup_target=cfg.learning_rate if cfg.warmup_steps else None,
+        warmup_target=peak if cfg.warmup_steps else None,
         warmup_steps=cfg.warmup_steps)
   if cfg.warmup_steps:
     return keras.optimizers.schedules.PolynomialDecay(
-        0.0, cfg.warmup_steps, cfg.learning_rate, power=1.0)
-  return cfg.learning_rate
+        0.0, cfg.warmup_steps, peak, power=1.0)
+  return peak
 
 
-def make_optimizer(cfg: config_lib.TrainConfig, loss_scale: bool = False
+# Variables decoupled weight decay leaves alone (BatchNorm scale and shift,
+# biases), matched as parts of Keras variable names.
+NO_DECAY = ('bias', 'gamma', 'beta')
+
+
+def make_optimizer(cfg: config_lib.TrainConfig, loss_scale: bool = False,
+                   learning_rate: float | None = None
                    ) -> keras.optimizers.Optimizer:
-  """Adam or AdamW on the schedule; loss-scaled for float16 training."""
-  kwargs = dict(learning_rate=learning_rate_schedule(cfg),
+  """Adam or AdamW on the schedule; loss-scaled for float16 training.
+
+  Args:
+    cfg: a config with the optimizer fields of `config.TrainConfig`.
+    loss_scale: wrap in a LossScaleOptimizer (float16).
+    learning_rate: peak learning rate (default cfg.learning_rate).
+  """
+  decay = cfg.weight_decay or None
+  kwargs = dict(learning_rate=learning_rate_schedule(cfg, learning_rate),
                 beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2,
-                global_clipnorm=cfg.clipnorm or None)
-  if cfg.optimizer == 'adamw':
-    optimizer = keras.optimizers.AdamW(weight_decay=cfg.weight_decay,
-                                       **kwargs)
-  else:
-    optimizer = keras.optimizers.Adam(**kwargs)
+                global_clipnorm=cfg.clipnorm or None, weight_decay=decay)
+  optimizer = (keras.optimizers.AdamW if cfg.optimizer == 'adamw'
+               else keras.optimizers.Adam)(**kwargs)
+  if decay:
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
   return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else (
       optimizer)
 
@@ -114,14 +130,25 @@ def discriminator_losses(d_real: tf.Tensor, d_fake: tf.Tensor,
 
 
 def moment_matching_loss(codes: tf.Tensor) -> tf.Tensor:
-  """Mean squared error of the codes' mean and covariance against N(0, I)."""
+  """How far the codes' first two moments are from N(0, I), per dimension.
+
+  mean_d(mean_d^2) + mean_d((var_d - 1)^2) + the mean squared off-diagonal
+  covariance. Each term is an average over dimensions (or pairs), so codes
+  that collapse to a constant score at least 1, whatever the code size; an
+  average over all D^2 covariance entries would score them 1/D and pass
+  any fixed threshold. With n samples, exact N(0, I) codes score about 4/n.
+  """
   flat = tf.cast(tf.reshape(codes, [tf.shape(codes)[0], -1]), tf.float32)
+  n = tf.cast(tf.shape(flat)[0], flat.dtype)
+  d = tf.cast(tf.shape(flat)[1], flat.dtype)
   mean = tf.reduce_mean(flat, axis=0)
   centred = flat - mean
-  cov = tf.matmul(centred, centred, transpose_a=True) / tf.cast(
-      tf.shape(flat)[0] - 1, flat.dtype)
-  eye = tf.eye(tf.shape(flat)[1], dtype=flat.dtype)
-  return tf.reduce_mean(mean**2) + tf.reduce_mean((cov - eye)**2)
+  cov = tf.matmul(centred, centred, transpose_a=True) / (n - 1)
+  variance = tf.linalg.diag_part(cov)
+  off_diagonal = (tf.reduce_sum(cov**2) - tf.reduce_sum(variance**2)) / (
+      d * tf.maximum(d - 1, 1))
+  return (tf.reduce_mean(mean**2) + tf.reduce_mean((variance - 1)**2) +
+          off_diagonal)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -183,11 +210,18 @@ class Trainer:
     policy = mixed_precision_policy() if cfg.mixed_precision else 'float32'
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)  # Only for the layers made here.
+    loss_scale = policy == 'mixed_float16'
     with self.strategy.scope():
       self.hypernet = hypernet.HyperNetwork(self.spec, cfg.hypernet)
-      self.g_optimizer = make_optimizer(cfg, policy == 'mixed_float16')
-      self.d_optimizer = make_optimizer(cfg, policy == 'mixed_float16')
-      self.g_optimizer.build(self.hypernet.generator_variables)
+      # One optimizer per part: learning rates differ (the authors' CIFAR
+      # code: mixer 5e-3, generators 1e-4, discriminator 5e-5).
+      self.m_optimizer = make_optimizer(cfg, loss_scale,
+                                        cfg.mixer_learning_rate)
+      self.g_optimizer = make_optimizer(cfg, loss_scale)
+      self.d_optimizer = make_optimizer(cfg, loss_scale,
+                                        cfg.discriminator_learning_rate)
+      self.m_optimizer.build(self.hypernet.mixer.trainable_variables)
+      self.g_optimizer.build(self.hypernet.layer_generator_variables)
       self.d_optimizer.build(self.hypernet.discriminator.trainable_variables)
       self.rng = tf.random.Generator.from_seed(cfg.seed)
       self.step = tf.Variable(
@@ -198,19 +232,30 @@ class Trainer:
       # Wall time of all sessions of this run, so resumed runs report totals.
       self.wall_time = tf.Variable(0.0, dtype=tf.float64, trainable=False,
                                    name='wall_time')
+      # Best validation score so far (higher is better), kept across resumes.
+      self.best_score = tf.Variable(-np.inf, dtype=tf.float64,
+                                    trainable=False, name='best_score')
     keras.config.set_dtype_policy(previous_policy)
     self.checkpoint = tf.train.Checkpoint(
         step=self.step, mixer_pretrained=self.mixer_pretrained,
         wall_time=self.wall_time,
-        hypernet=self.hypernet, g_optimizer=self.g_optimizer,
-        d_optimizer=self.d_optimizer, rng=self.rng)
-    self.manager = None
+        hypernet=self.hypernet, m_optimizer=self.m_optimizer,
+        g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer,
+        rng=self.rng, best_score=self.best_score)
+    # The checkpoint chosen on validation: the networks only.
+    self.best_checkpoint = tf.train.Checkpoint(step=self.step,
+                                               hypernet=self.hypernet)
+    self.manager = self.best_manager = None
     if cfg.run_dir:
       # Every worker saves (saving is collective); only the chief's count.
       directory = (os.path.join(cfg.run_dir, 'checkpoints') if self.chief
                    else tempfile.mkdtemp(prefix='hypergan_worker_'))
       self.manager = tf.train.CheckpointManager(
           self.checkpoint, directory, max_to_keep=cfg.keep_checkpoints)
+      if cfg.validation_size:
+        self.best_manager = tf.train.CheckpointManager(
+            self.best_checkpoint, os.path.join(directory, BEST_DIR),
+            max_to_keep=1)
     self._gradients = tf.function(self._replica_gradients,
                                   jit_compile=cfg.jit_compile or None)
     self._step = tf.function(self._distributed_step)
@@ -241,7 +286,8 @@ class Trainer:
       d_loss, g_adv = discriminator_losses(*(
           tf.cast(hn.discriminator(x, training=True), tf.float32)
           for x in (prior, tf.stop_gradient(flat_codes), flat_codes)))
-      g_loss = task_loss + cfg.beta * g_adv / replicas
+      weight = self._adversarial_weight(task_loss, g_adv)
+      g_loss = task_loss + weight * g_adv / replicas
       d_loss_scaled = d_loss / replicas
       g_scaled = self.g_optimizer.scale_loss(g_loss)
       d_scaled = self.d_optimizer.scale_loss(d_loss_scaled)
@@ -253,17 +299,46 @@ class Trainer:
         'adversarial_loss': g_adv / replicas,
         'discriminator_loss': d_loss_scaled,
     }
+    if cfg.max_adversarial_ratio:
+      losses['adversarial_weight'] = weight / replicas
     if cfg.task == 'classification':
       correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                  labels[None]), tf.float32)
       losses['accuracy'] = tf.reduce_mean(correct) / replicas
     return g_grads, d_grads, losses
 
+  def _adversarial_weight(self, task_loss: tf.Tensor, g_adv: tf.Tensor
+                          ) -> tf.Tensor:
+    """beta, capped so beta x adversarial <= max_adversarial_ratio x task.
+
+    The cap is a constant within the step (no gradient flows through it),
+    computed from the global task loss so every replica uses the same one.
+    """
+    cfg = self.cfg
+    if not cfg.max_adversarial_ratio:
+      return tf.constant(cfg.beta, tf.float32)
+    total_task = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.stop_gradient(task_loss))
+    cap = cfg.max_adversarial_ratio * total_task / tf.maximum(
+        tf.stop_gradient(g_adv), 1e-12)
+    return tf.minimum(tf.constant(cfg.beta, tf.float32), cap)
+
   def _replica_step(self, images, labels, noise, prior):
-    """Gradients, then one update of generator side and discriminator."""
+    """Gradients, then one update of mixer, generators and discriminator."""
     g_grads, d_grads, losses = self._gradients(images, labels, noise, prior)
     hn = self.hypernet
-    self.g_optimizer.apply_gradients(zip(g_grads, hn.generator_variables))
+    num_mixer = len(hn.mixer.trainable_variables)
+    m_grads, g_grads = g_grads[:num_mixer], g_grads[num_mixer:]
+    if isinstance(self.g_optimizer, keras.optimizers.LossScaleOptimizer):
+      # The gradients carry the generators' loss scale; the mixer's
+      # optimizer unscales by its own.
+      ratio = (self.m_optimizer.dynamic_scale /
+               self.g_optimizer.dynamic_scale)
+      m_grads = [g * tf.cast(ratio, g.dtype) for g in m_grads]
+    self.m_optimizer.apply_gradients(
+        zip(m_grads, hn.mixer.trainable_variables))
+    self.g_optimizer.apply_gradients(
+        zip(g_grads, hn.layer_generator_variables))
     self.d_optimizer.apply_gradients(
         zip(d_grads, hn.discriminator.trainable_variables))
     return losses
@@ -291,8 +366,10 @@ class Trainer:
       return None
     mixer = self.hypernet.mixer
     replicas = self.strategy.num_replicas_in_sync
-    # Enough samples for a full-rank covariance of the flattened codes.
-    n = max(cfg.num_networks, 2 * self.hypernet.num_codes * cfg.code_dim)
+    # Enough samples for a full-rank covariance of the flattened codes, and
+    # a sampling floor of the moment loss (about 4 / n) far below the
+    # threshold.
+    n = max(cfg.num_networks, 10 * self.hypernet.num_codes * cfg.code_dim)
     with self.strategy.scope():
       optimizer = keras.optimizers.Adam(1e-3)
       optimizer.build(mixer.trainable_variables)
@@ -389,6 +466,23 @@ class Trainer:
   def weights_finite(self) -> bool:
     return _all_finite(self.hypernet.trainable_variables)
 
+  def save_if_best(self, score: float) -> bool:
+    """Keeps the networks as the selected checkpoint if score is the best."""
+    if self.best_manager is None or score <= float(self.best_score.numpy()):
+      return False
+    self.best_score.assign(score)
+    self.best_manager.save(checkpoint_number=int(self.step.numpy()))
+    return True
+
+  def restore_selected(self) -> int:
+    """Restores the checkpoint chosen on validation, if any; its step."""
+    path = self.best_manager and self.best_manager.latest_checkpoint
+    if path:
+      self.best_checkpoint.restore(path).assert_existing_objects_matched()
+      logging.info('Selected on validation: %s (step %d).', path,
+                   int(self.step.numpy()))
+    return int(self.step.numpy())
+
   def save(self, clock: float | None = None) -> str | None:
     """Saves a checkpoint, unless the weights are broken (keeps the last)."""
     return save_if_finite(self.manager, self.step, self.wall_time,
@@ -446,7 +540,10 @@ def restore_latest(checkpoint: tf.train.Checkpoint,
 
 
 def load_trainer(run_dir: str) -> Trainer:
-  """The trained HyperGAN of a run directory (its config + latest checkpoint).
+  """The trained HyperGAN of a run directory (its config + checkpoint).
+
+  The checkpoint is the one chosen on validation when the run held out a
+  validation split, else the latest.
 
   Raises:
     FileNotFoundError: run_dir holds no config or no checkpoint.
@@ -461,6 +558,7 @@ def load_trainer(run_dir: str) -> Trainer:
   if not trainer.restore():
     raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
                             'first (scripts/train.py --run_dir=...).')
+  trainer.restore_selected()
   return trainer
 
 
@@ -527,10 +625,19 @@ def train(cfg: config_lib.TrainConfig,
   # Starts at the batch this step would see had the run never stopped.
   train_ds = data.load(cfg.dataset, 'train', cfg.batch_size, training=True,
                        seed=cfg.seed, start_batch=start_step,
-                       data_dir=cfg.data_dir, download=cfg.download)
+                       data_dir=cfg.data_dir, download=cfg.download,
+                       augment=cfg.augment,
+                       validation_size=cfg.validation_size)
   eval_batch = max(1, 10_000 // cfg.final_eval_networks)
   test_ds = data.load(cfg.dataset, 'test', eval_batch, training=False,
                       data_dir=cfg.data_dir, download=cfg.download)
+  # Periodic evaluation (and the choice of the reported step) on the held-out
+  # validation split; without one, on test, and the last step is reported.
+  eval_split = 'validation' if cfg.validation_size else 'test'
+  eval_ds = test_ds if not cfg.validation_size else data.load(
+      cfg.dataset, 'validation', eval_batch, training=False,
+      data_dir=cfg.data_dir, download=cfg.download,
+      validation_size=cfg.validation_size)
   writer = (tf.summary.create_file_writer(
       os.path.join(cfg.run_dir, 'summaries')) if chief
             else tf.summary.create_noop_writer())
@@ -571,16 +678,20 @@ def train(cfg: config_lib.TrainConfig,
                        step, cfg.steps, _fmt(means), lr,
                        window_steps / elapsed, eta)
           window_start, window_steps, sums = time.time(), 0, {}
-        if step % cfg.eval_every == 0 and step != cfg.steps:
-          result = trainer.evaluate(test_ds, cfg.eval_networks,
+        periodic = step % cfg.eval_every == 0 and step != cfg.steps
+        if periodic or (cfg.validation_size and step == cfg.steps):
+          result = trainer.evaluate(eval_ds, cfg.eval_networks,
                                     (cfg.eval_networks,))
           for name, value in result.items():
-            tf.summary.scalar(f'test/{name}', value, step=step)
+            tf.summary.scalar(f'{eval_split}/{name}', value, step=step)
           for i, (kernel, bias) in enumerate(
               trainer.sample_eval_params(cfg.eval_networks)):
             tf.summary.histogram(f'weights/layer_{i}_kernel', kernel, step)
             tf.summary.histogram(f'weights/layer_{i}_bias', bias, step)
-          logging.info('step %d  test: %s', step, _fmt(result))
+          best = trainer.save_if_best(selection_score(
+              result, cfg.eval_networks))
+          logging.info('step %d  %s: %s%s', step, eval_split, _fmt(result),
+                       '  (best so far)' if best else '')
         if step % cfg.checkpoint_every == 0:
           trainer.save(clock)
     except KeyboardInterrupt:
@@ -589,15 +700,19 @@ def train(cfg: config_lib.TrainConfig,
       trainer.save(clock)
       raise
     trainer.save(clock)
+    steps_done = int(trainer.step.numpy())
+    selected_step = trainer.restore_selected()
     final = trainer.evaluate(test_ds, cfg.final_eval_networks,
                              (1, 5, 10, 100))
     for name, value in final.items():
       tf.summary.scalar(f'test/{name}', value, step=cfg.steps)
   writer.flush()
-  trainer.save(clock)  # Again, so a resumed run's wall time counts the eval.
+  if selected_step == steps_done:  # Else it would save the chosen weights.
+    trainer.save(clock)  # Again, so a resumed run's wall time counts the eval.
   results = {
       **{f'test_{k}': v for k, v in final.items()},
-      'steps': int(trainer.step.numpy()),
+      'steps': steps_done,
+      'selected_step': selected_step,
       'start_step': start_step,
       'wall_time_s': time.time() - clock,
       'mixer_pretrain_loss': pretrain_loss,
@@ -614,6 +729,13 @@ def train(cfg: config_lib.TrainConfig,
   write_json(path, results)
   logging.info('Final test: %s; results in %s', _fmt(final), path)
   return results
+
+
+def selection_score(result: dict[str, float], num_networks: int) -> float:
+  """Higher is better: ensemble accuracy, or minus its squared error."""
+  if f'accuracy_ensemble_{num_networks}' in result:
+    return result[f'accuracy_ensemble_{num_networks}']
+  return -result[f'mse_ensemble_{num_networks}']
 
 
 def weights_fingerprint(variables) -> str:

@@ -29,6 +29,10 @@ from tests.conftest import REPO
     (dict(init_gain=0.0), 'init_gain must be positive'),
     (dict(activation='nope'), 'Unknown activation'),
     (dict(final_eval_networks=5), '--final_eval_networks must be >= 10'),
+    (dict(validation_size=-1), '--validation_size must be >= 0'),
+    (dict(augment=True), "'mnist' has no augmentation"),
+    (dict(standardize='on'), 'no channel statistics'),
+    (dict(max_adversarial_ratio=-1.0), '--max_adversarial_ratio must be >= 0'),
 ])
 def test_bad_values_raise(kwargs, message):
   with pytest.raises(ValueError, match=message):

@@ -103,7 +103,7 @@ def test_subsets_are_fixed(tfds_dir):
 
 
 def test_subset_slices_and_missing_splits_are_refused(tfds_dir):
-  with pytest.raises(ValueError, match='fixed subset of the whole train'):
+  with pytest.raises(ValueError, match='not supported with a fixed subset'):
     data.arrays('mnist5000', 'train[:100]', tfds_dir, download=False)
   with pytest.raises(ValueError, match="has no split 'train'"):
     data.arrays('cifar5_ood', 'train', tfds_dir, download=False)
@@ -137,3 +137,83 @@ def test_toy_regression_data():
                                          training=True)))
   assert batch_x.dtype == tf.float32 and batch_y.dtype == tf.float32
   assert sorted(batch_y.numpy()) == pytest.approx(sorted(y))
+
+
+def _augmented(tfds_dir, seed, start_batch=0):
+  return data.load('cifar5', 'train', 8, training=True, seed=seed,
+                   start_batch=start_batch, data_dir=tfds_dir,
+                   download=False, augment=True)
+
+
+def test_augmentation_is_a_function_of_seed_and_step(tfds_dir):
+  steps = iter(_augmented(tfds_dir, seed=5))
+  first, second = next(steps)[0].numpy(), next(steps)[0].numpy()
+  resumed = next(iter(_augmented(tfds_dir, seed=5, start_batch=1)))[0]
+  np.testing.assert_array_equal(second, resumed.numpy())  # Same (seed, step).
+  plain = data.load('cifar5', 'train', 8, training=True, seed=5,
+                    data_dir=tfds_dir, download=False)
+  assert not np.array_equal(first, next(iter(plain))[0].numpy())
+  other_seed = next(iter(_augmented(tfds_dir, seed=6)))[0].numpy()
+  assert not np.array_equal(first, other_seed)
+
+
+def test_crop_flip_shifts_and_mirrors_within_the_padding():
+  image = tf.reshape(tf.range(32 * 32 * 3, dtype=tf.float32), [1, 32, 32, 3])
+  images = tf.repeat(image, 64, axis=0)
+  out = data.crop_flip(images, tf.constant([1, 2], tf.int64)).numpy()
+  again = data.crop_flip(images, tf.constant([1, 2], tf.int64)).numpy()
+  np.testing.assert_array_equal(out, again)
+  later = data.crop_flip(images, tf.constant([1, 3], tf.int64)).numpy()
+  assert not np.array_equal(out, later)  # Another step, other crops.
+  assert out.shape == images.shape
+  source = image.numpy()[0]
+  padded = np.pad(source, [[4, 4], [4, 4], [0, 0]])
+  for crop in out:  # Each is a 32x32 window of the padded image, maybe flipped.
+    assert any(np.array_equal(window, crop) or
+               np.array_equal(window[:, ::-1], crop)
+               for window in (padded[r:r + 32, c:c + 32]
+                              for r in range(9) for c in range(9)))
+  unflipped = sum(np.array_equal(c, source) for c in out)
+  assert unflipped < len(out)  # Not every image left as it was.
+
+
+def test_validation_is_disjoint_stratified_and_fixed(tfds_dir):
+  full, _ = data.arrays('cifar5', 'train', tfds_dir)
+  labels = data.arrays('cifar5', 'train', tfds_dir)[1]
+  train_idx, val_idx = data.split_indices(labels, None, 2500)
+  assert len(np.intersect1d(train_idx, val_idx)) == 0
+  assert len(train_idx) + len(val_idx) == len(labels)
+  np.testing.assert_array_equal(np.bincount(labels[val_idx]), [500] * 5)
+  data.arrays.cache_clear()  # Loaded again from disk: the same examples.
+  val_images, val_labels = data.arrays('cifar5', 'validation', tfds_dir,
+                                       validation_size=2500)
+  np.testing.assert_array_equal(val_images, full[val_idx])
+  train_images, _ = data.arrays('cifar5', 'train', tfds_dir,
+                                validation_size=2500)
+  np.testing.assert_array_equal(train_images, full[train_idx])
+
+
+def test_validation_of_a_fixed_subset_leaves_the_subset_alone(tfds_dir):
+  subset, _ = data.arrays('cifar10_5000', 'train', tfds_dir)
+  train, _ = data.arrays('cifar10_5000', 'train', tfds_dir,
+                         validation_size=1000)
+  np.testing.assert_array_equal(train, subset)
+  labels = data.arrays('cifar10', 'train', tfds_dir)[1]
+  train_idx, val_idx = data.split_indices(labels, 5000, 1000)
+  assert len(np.intersect1d(train_idx, val_idx)) == 0
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(name='cifar5', split='train', validation_size=-1),
+     'validation_size must be >= 0'),
+    (dict(name='cifar5', split='train', validation_size=25_000),
+     'leaves nothing to train on'),
+    (dict(name='cifar5', split='validation'), 'needs'),
+    (dict(name='mnist', split='train', augment=True), 'no augmentation'),
+])
+def test_bad_validation_and_augmentation_values(tfds_dir, kwargs, message):
+  if message == 'needs':
+    message = 'validation split only with --validation_size > 0'
+  with pytest.raises(ValueError, match=message):
+    data.load(batch_size=8, training=True, data_dir=tfds_dir, download=False,
+              **kwargs)

@@ -169,3 +169,27 @@ def test_flops_per_example_counts_convs_and_matmuls():
   assert mnist.flops_per_example == conv1 + conv2 + dense
   assert targets.get_target('toy_regression').flops_per_example == 2 * (
       100 + 100)
+
+
+def test_standardisation_happens_inside_the_network():
+  spec = targets.standardized(targets.get_target('cifar5'),
+                              (0.49, 0.48, 0.45), (0.20, 0.20, 0.21))
+  plain = targets.get_target('cifar5')
+  params = _random_params(spec, 3)
+  images = tf.random.uniform([4, 32, 32, 3], seed=1)  # [0, 1] pixels.
+  by_hand = (images - [0.49, 0.48, 0.45]) / [0.20, 0.20, 0.21]
+  np.testing.assert_allclose(targets.apply(spec, params, images, 'loop'),
+                             targets.apply(plain, params, by_hand, 'loop'),
+                             rtol=1e-5, atol=1e-5)
+  keras_logits = targets.keras_model(spec, params, index=1)(images)
+  np.testing.assert_allclose(
+      keras_logits, targets.apply(spec, params, images, 'loop')[1],
+      rtol=1e-4, atol=1e-4)
+
+
+def test_standardisation_needs_one_positive_std_per_channel():
+  cifar = targets.get_target('cifar5')
+  with pytest.raises(ValueError, match='one value per input channel'):
+    targets.standardized(cifar, (0.5,), (0.2,))
+  with pytest.raises(ValueError, match='must be positive'):
+    targets.standardized(cifar, (0.5,) * 3, (0.2, 0.0, 0.2))

@@ -22,6 +22,12 @@ FLAGS = [f'--{k}={v}' for k, v in {**TINY, 'steps': STEPS, 'log_every': 1,
                                    'checkpoint_every': 10}.items()]
 
 
+# The resume test trains CIFAR-5 with augmentation and a validation split, so
+# it also shows that both keep a resume exact.
+AUGMENTED = ['--dataset=cifar5', '--target=cifar5', '--augment',
+             '--validation_size=50']
+
+
 def _command(run_dir, *extra):
   return [sys.executable, 'scripts/train.py', f'--run_dir={run_dir}',
           *FLAGS, *extra]
@@ -56,7 +62,8 @@ def _latest_checkpoint_step(run_dir):
 def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
                                                            tmp_path):
   whole, killed = tmp_path / 'whole', tmp_path / 'killed'
-  process = subprocess.Popen(_command(killed, '--deterministic'), cwd=REPO,
+  process = subprocess.Popen(_command(killed, '--deterministic', *AUGMENTED),
+                             cwd=REPO,
                              env=_env(tfds_dir), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
@@ -67,8 +74,9 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
   process.wait()
   resumed_from = _latest_checkpoint_step(killed)
   assert 30 <= resumed_from < STEPS
-  assert _run(_command(killed, '--deterministic'), tfds_dir).returncode == 0
-  assert _run(_command(whole, '--deterministic'), tfds_dir).returncode == 0
+  for run_dir in (killed, whole):
+    assert _run(_command(run_dir, '--deterministic', *AUGMENTED),
+                tfds_dir).returncode == 0
   expected, got = _losses(whole), _losses(killed)
   after = [step for step in expected if step > resumed_from]
   assert len(after) == STEPS - resumed_from

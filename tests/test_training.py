@@ -62,6 +62,22 @@ def test_moment_matching_loss_small_for_prior_samples():
   assert float(training.moment_matching_loss(3.0 * prior + 1.0)) > 1.0
 
 
+def test_moment_loss_fails_collapsed_codes_at_any_code_size():
+  # Codes that ignore the noise: every variance is 0. Averaged over the D^2
+  # covariance entries this scored 1 / D (0.003 for CIFAR's 5 x 64 codes).
+  for shape in ([500, 3, 4], [500, 5, 64]):
+    collapsed = tf.ones(shape) * 0.3
+    assert float(training.moment_matching_loss(collapsed)) >= 1.0
+
+
+def test_pretraining_does_not_stop_on_a_collapsed_mixer():
+  trainer = training.Trainer(_cfg(pretrain_mixer_steps=1,
+                                  pretrain_mixer_threshold=0.1))
+  codes_layer = trainer.hypernet.mixer.get_layer('codes')
+  codes_layer.kernel.assign(tf.zeros_like(codes_layer.kernel))
+  assert trainer.pretrain_mixer() >= 0.1  # One step cannot undo collapse.
+
+
 def test_pretraining_matches_mixer_moments():
   trainer = training.Trainer(_cfg(pretrain_mixer_steps=300,
                                   pretrain_mixer_threshold=0.05))
@@ -171,7 +187,7 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(
   cfg = _cfg(str(tmp_path), data_dir=tfds_dir, download=False,
              checkpoint_every=2)
   with pytest.raises(training.NonFiniteLossError,
-                     match=r'at step 3: task_loss = nan\. The last good'):
+                     match=r'at step 3: task_loss = (nan|inf)\. The last good'):
     training.train(cfg)
   trainer = training.load_trainer(str(tmp_path))
   assert int(trainer.step.numpy()) == 2  # Not the broken step 3.
@@ -184,3 +200,70 @@ def test_resuming_with_another_model_shape_is_refused(tmp_path):
   with pytest.raises(ValueError, match=r'--code_dim=8 \(now 4\).*fresh'):
     training.check_same_model(_cfg(str(tmp_path), code_dim=4))
   training.check_same_model(_cfg(str(tmp_path), steps=50))  # More steps: ok.
+
+
+def _one_update(trainer, images, labels):
+  """How far each part's variables moved in one step."""
+  hn = trainer.hypernet
+  parts = {'mixer': hn.mixer.trainable_variables,
+           'generators': hn.layer_generator_variables,
+           'discriminator': hn.discriminator.trainable_variables}
+  before = {k: [v.numpy().copy() for v in vs] for k, vs in parts.items()}
+  trainer.train_step(images, labels)
+  return {k: max(float(np.abs(v.numpy() - b).max())
+                 for v, b in zip(vs, before[k])) for k, vs in parts.items()}
+
+
+def test_each_part_gets_its_own_learning_rate(batch):
+  images, labels = batch[0][:16], batch[1][:16]
+  # Adam's first step moves every weight by about its learning rate.
+  common = dict(lr_schedule='constant', learning_rate=1e-3)
+  moved = _one_update(training.Trainer(_cfg(
+      mixer_learning_rate=1e-2, discriminator_learning_rate=1e-5,
+      **common)), images, labels)
+  assert moved['mixer'] == pytest.approx(1e-2, rel=0.05)
+  assert moved['generators'] == pytest.approx(1e-3, rel=0.05)
+  assert moved['discriminator'] == pytest.approx(1e-5, rel=0.05)
+  same = _one_update(training.Trainer(_cfg(**common)), images, labels)
+  assert same['mixer'] == pytest.approx(1e-3, rel=0.05)
+  assert same['discriminator'] == pytest.approx(1e-3, rel=0.05)
+
+
+def test_weight_decay_skips_batch_norm_and_biases():
+  trainer = training.Trainer(_cfg(weight_decay=1e-2))
+  optimizer = trainer.g_optimizer
+  decayed = {v.path for v in trainer.hypernet.layer_generator_variables
+             if optimizer._use_weight_decay(v)}  # pylint: disable=protected-access
+  assert decayed and all(v.endswith('kernel') for v in decayed)
+  assert any('gamma' in v.path or 'bias' in v.path
+             for v in trainer.hypernet.layer_generator_variables)
+
+
+def test_adversarial_weight_is_capped_relative_to_the_task(batch):
+  images, labels = batch[0][:16], batch[1][:16]
+  capped = training.Trainer(_cfg(beta=100.0, max_adversarial_ratio=0.5))
+  losses = capped.train_step(images, labels)
+  weighted = losses['adversarial_weight'] * losses['adversarial_loss']
+  assert weighted == pytest.approx(0.5 * losses['task_loss'], rel=1e-4)
+  assert losses['loss'] == pytest.approx(1.5 * losses['task_loss'], rel=1e-4)
+  loose = training.Trainer(_cfg(beta=1e-6, max_adversarial_ratio=0.5))
+  assert loose.train_step(images, labels)['adversarial_weight'] == (
+      pytest.approx(1e-6))  # Below the cap: beta as given.
+
+
+def test_validation_chooses_the_reported_checkpoint(tfds_dir, tmp_path):
+  cfg = _cfg(str(tmp_path), data_dir=tfds_dir, download=False,
+             validation_size=500, steps=8, eval_every=2)
+  results = training.train(cfg)
+  best_dir = tmp_path / 'checkpoints' / training.BEST_DIR
+  best_step = int(tf.train.latest_checkpoint(str(best_dir)).rsplit('-', 1)[1])
+  assert results['selected_step'] == best_step
+  assert results['steps'] == 8 and best_step in (2, 4, 6, 8)
+  # Loading the run gives the selected networks, not the last ones.
+  assert int(training.load_trainer(str(tmp_path)).step.numpy()) == best_step
+  summaries = tf.io.gfile.glob(str(tmp_path / 'summaries' / 'events*'))
+  tags = {v.tag for path in summaries
+          for e in tf.compat.v1.train.summary_iterator(path)
+          for v in e.summary.value}
+  assert 'validation/accuracy_ensemble_2' in tags
+  assert 'test/accuracy_ensemble_2' not in tags  # Test is read once, at the end.
