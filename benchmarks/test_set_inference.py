@@ -20,8 +20,8 @@ from hypergan_tf import benchmark
 from hypergan_tf import data
 from hypergan_tf import members
 from hypergan_tf import metrics
+from hypergan_tf import rundir
 from hypergan_tf import targets
-from hypergan_tf import training
 
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Trained run directory.',
                                required=True)
@@ -77,7 +77,7 @@ def main(argv):
           f'ensemble accuracy {accuracy:.4f}', flush=True)
   print(f'sampling {_NETWORKS.value} networks: {sample_s:.3f} s')
   if _OUTPUT.value:
-    training.write_json(_OUTPUT.value, {
+    rundir.write_json(_OUTPUT.value, {
         'run_dir': _RUN_DIR.value, 'num_networks': _NETWORKS.value,
         'batch_size': _BATCH.value, 'jit_compile': _JIT.value,
         'dtype': _DTYPE.value,

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from hypergan_tf import benchmark
 from hypergan_tf import figures
-from hypergan_tf import training
+from hypergan_tf import rundir
 
 _NETWORKS = flags.DEFINE_list('num_networks', ['1', '8', '32', '100'],
                               'Numbers of sampled networks N.')
@@ -79,7 +79,7 @@ def main(argv):
                 f'{row["inference_gflops"]:>8.1f} '
                 f'{row["peak_rss_gib"]:>8.2f}', flush=True)
   if _OUTPUT.value:
-    training.write_json(_OUTPUT.value, {
+    rundir.write_json(_OUTPUT.value, {
         'rows': rows,
         'target': _TARGET.value,
         'matmul_gflops': peaks,

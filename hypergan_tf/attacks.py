@@ -404,7 +404,7 @@ def run_experiments(run_dir: str, cfg: AdversarialConfig,
   from hypergan_tf import evaluation  # pylint: disable=g-import-not-at-top
   from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
   from hypergan_tf import members  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import training  # pylint: disable=g-import-not-at-top
+  from hypergan_tf import rundir  # pylint: disable=g-import-not-at-top
 
   wall = time.time()
   out_dir = os.path.join(run_dir, 'adversarial')
@@ -444,7 +444,7 @@ def run_experiments(run_dir: str, cfg: AdversarialConfig,
                'config': config, 'diagnostics': diagnostics,
                'complete': complete, 'run_dir': run_dir,
                'step': int(model.step)}
-    training.write_json(os.path.join(out_dir, 'metrics.json'), payload)
+    rundir.write_json(os.path.join(out_dir, 'metrics.json'), payload)
     return payload
 
   # Transfer first: cheaper than the largest ensembles, and then on disk.
@@ -512,7 +512,7 @@ def run_experiments(run_dir: str, cfg: AdversarialConfig,
       results, f'Adversarial examples on {run_dir} (step {model.step})',
       paths)
   text += '\n' + _DEFINITIONS.format(**config)
-  training.write_text(os.path.join(out_dir, 'report.md'), text)
+  rundir.write_text(os.path.join(out_dir, 'report.md'), text)
   return payload
 
 

@@ -30,14 +30,10 @@ dropout masks / weight samples each cover a part of the batch.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import time
-from typing import Any
+from typing import Any, Iterable
 
 from absl import flags
-from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -46,9 +42,10 @@ import tensorflow_probability as tfp
 from hypergan_tf import config as config_lib
 from hypergan_tf import data
 from hypergan_tf import evaluation
+from hypergan_tf import loop
 from hypergan_tf import members
+from hypergan_tf import optim
 from hypergan_tf import targets
-from hypergan_tf import training
 
 tfd = tfp.distributions
 
@@ -66,7 +63,7 @@ class BaselineConfig(config_lib.DataOptions):
   """Everything a baseline run depends on; each field is also a flag.
 
   The optimizer fields have the names and meaning of `config.TrainConfig`'s,
-  so `training.make_optimizer` serves both.
+  so `optim.make_optimizer` serves both.
   """
   run_dir: str = _field('', 'Directory for checkpoints, TensorBoard '
                         'summaries and results.json; rerunning resumes it.')
@@ -79,9 +76,6 @@ class BaselineConfig(config_lib.DataOptions):
       None, 'TFDS data directory (default: $TFDS_DATA_DIR, then TFDS '
       'default).')
   download: bool = _field(True, 'Let TFDS download a missing dataset.')
-  eval_split: str = _field('test', 'Split (or TFDS slice) for periodic and '
-                           "final evaluation; 'validation' needs "
-                           '--validation_size.')
   seed: int = _field(0, 'Seed for initialisation, masks, weight samples and '
                      'shuffling.')
   num_members: int = _field(
@@ -319,7 +313,7 @@ def apply_per_member(spec: targets.TargetSpec, params, images: tf.Tensor,
 
 
 class BaselineTrainer:
-  """Builds a baseline, its optimizer and checkpoint, and trains it."""
+  """Builds a baseline, its optimizer and checkpoint: a `loop.Learner`."""
 
   def __init__(self, cfg: BaselineConfig,
                num_train_examples: int | None = None):
@@ -328,30 +322,38 @@ class BaselineTrainer:
     Args:
       cfg: the run's configuration.
       num_train_examples: size of the training set; divides the variational
-        KL term, so training a variational baseline needs it (loading one
-        for evaluation does not).
+        KL term, so training a variational baseline needs it.
     """
     self.cfg, self.spec = cfg, cfg.spec
+    self.strategy = tf.distribute.get_strategy()
+    self.chief = True
     keras.utils.set_random_seed(cfg.seed)
     self.model = MODELS[cfg.method](self.spec, cfg)
     self.kl_scale = (cfg.kl_weight / num_train_examples
                      if num_train_examples else None)
-    self.optimizer = training.make_optimizer(cfg)
+    self.optimizer = optim.make_optimizer(cfg)
     self.optimizer.build(self.model.weights)
     self.rng = tf.random.Generator.from_seed(cfg.seed)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     self.wall_time = tf.Variable(0.0, dtype=tf.float64, trainable=False,
                                  name='wall_time')
+    self.best_score = tf.Variable(-np.inf, dtype=tf.float64,
+                                  trainable=False, name='best_score')
     self.checkpoint = tf.train.Checkpoint(
         step=self.step, wall_time=self.wall_time, model=self.model,
-        optimizer=self.optimizer, rng=self.rng)
-    self.manager = None
-    if cfg.run_dir:
-      self.manager = tf.train.CheckpointManager(
-          self.checkpoint, os.path.join(cfg.run_dir, 'checkpoints'),
-          max_to_keep=cfg.keep_checkpoints)
+        optimizer=self.optimizer, rng=self.rng, best_score=self.best_score)
+    self.model_checkpoint = tf.train.Checkpoint(step=self.step,
+                                                model=self.model)
+    self.examples_per_step = cfg.num_members * cfg.batch_size
+    self.eval_members = self._clamp(cfg.eval_members)
+    self.final_eval_members = self._clamp(cfg.final_eval_members)
     self._train_step = tf.function(self._step)
     self.logits = tf.function(self._logits)
+
+  def _clamp(self, num_members: int) -> int:
+    """At most K members for an ensemble."""
+    k = self.model.max_members
+    return num_members if k is None else min(num_members, k)
 
   def _step(self, images: tf.Tensor, labels: tf.Tensor):
     """One update on num_members x batch_size examples."""
@@ -400,23 +402,36 @@ class BaselineTrainer:
     return self.model.sample(num_members, seed)
 
   def evaluate(self, dataset, num_members: int,
-               sizes: tuple[int, ...] = (1, 5, 10, 100)) -> dict[str, float]:
+               sizes: Iterable[int] = (1, 5, 10, 100),
+               split: str = 'test') -> dict[str, float]:
     """evaluation.classification of num_members members (clamped to K)."""
-    if self.model.max_members is not None:
-      num_members = min(num_members, self.model.max_members)
-    params = self.sample(num_members)
+    params = self.sample(self._clamp(num_members))
     logits, labels, _ = evaluation.collect(
         lambda x: self.logits(params, x), dataset)
-    return evaluation.classification(logits, labels, sizes)
+    return evaluation.classification(logits, labels, sizes, split)
 
-  def restore(self) -> bool:
-    """Restores the latest checkpoint in run_dir; True if one was found."""
-    return training.restore_latest(self.checkpoint, self.manager, self.step)
+  # ------------------------------------------------------------ loop hooks
 
-  def save(self, clock: float | None = None) -> str | None:
-    """Saves a checkpoint unless the weights are broken (keeps the last)."""
-    return training.save_if_finite(self.manager, self.step, self.wall_time,
-                                   self.model.weights, clock)
+  @property
+  def variables(self) -> list[tf.Variable]:
+    return self.model.weights
+
+  def prepare(self) -> dict[str, Any]:
+    return {}
+
+  def learning_rate(self) -> float:
+    return float(self.optimizer.learning_rate)
+
+  def write_summaries(self, step: int) -> None:
+    del step  # Nothing beyond the loop's metrics.
+
+  def describe(self) -> dict[str, Any]:
+    return {
+        'method': self.cfg.method,
+        'num_parameters_target': self.spec.num_params,
+        'num_parameters_trained': int(sum(
+            np.prod(v.shape) for v in self.model.weights)),
+    }
 
 
 def train(cfg: BaselineConfig) -> dict[str, Any]:
@@ -426,127 +441,27 @@ def train(cfg: BaselineConfig) -> dict[str, Any]:
   """
   if not cfg.run_dir:
     raise ValueError('--run_dir is required.')
-  os.makedirs(cfg.run_dir, exist_ok=True)
   # Same call as data.load's, so the split is read from disk once.
   num_train = len(data.arrays(cfg.dataset, 'train', cfg.data_dir,
                               cfg.download, None, cfg.validation_size)[1])
-  trainer = BaselineTrainer(cfg, num_train)
-  trainer.restore()  # Before writing the config: a foreign checkpoint fails.
-  training.write_json(os.path.join(cfg.run_dir, training.CONFIG_FILE),
-                      cfg.to_dict())
-  start_step = int(trainer.step.numpy())
-  clock = time.time() - float(trainer.wall_time.numpy())
-  # Starts at the batch this step would see had the run never stopped.
-  train_ds = data.load(cfg.dataset, 'train', cfg.num_members * cfg.batch_size,
-                       training=True, seed=cfg.seed, start_batch=start_step,
-                       data_dir=cfg.data_dir, download=cfg.download,
-                       augment=cfg.augment,
-                       validation_size=cfg.validation_size)
-  # Bounds memory: members x batch feature maps per forward pass.
-  eval_batch = max(1, 10_000 // max(cfg.eval_members, cfg.final_eval_members))
-  test_ds = data.load(cfg.dataset, cfg.eval_split, eval_batch, training=False,
-                      data_dir=cfg.data_dir, download=cfg.download,
-                      validation_size=cfg.validation_size)
-  writer = tf.summary.create_file_writer(
-      os.path.join(cfg.run_dir, 'summaries'))
-  if start_step == 0:
-    trainer.save(clock)
-  batches = iter(train_ds)
-  logging.info('Training baseline %s (%s target) on %s: %d members x %d '
-               'examples per step, steps %d -> %d.', cfg.method, cfg.target,
-               cfg.dataset, cfg.num_members, cfg.batch_size, start_step,
-               cfg.steps)
-  window_start, window_steps, sums = time.time(), 0, {}
-  with training.sigterm_as_interrupt(), writer.as_default():
-    try:
-      while int(trainer.step.numpy()) < cfg.steps:
-        losses = trainer.train_step(*next(batches))
-        step = int(trainer.step.numpy())
-        for name, value in losses.items():
-          if not math.isfinite(value):
-            raise training.NonFiniteLossError(
-                f'Training stopped at step {step}: {name} = {value}. The last '
-                'good checkpoint is kept in '
-                f'{os.path.join(cfg.run_dir, "checkpoints")}; lower '
-                '--learning_rate or set --clipnorm and rerun to resume.')
-          sums[name] = sums.get(name, 0.0) + value
-        window_steps += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-          elapsed = time.time() - window_start
-          means = {k: v / window_steps for k, v in sums.items()}
-          for name, value in means.items():
-            tf.summary.scalar(f'train/{name}', value, step=step)
-          tf.summary.scalar('train/steps_per_second', window_steps / elapsed,
-                            step=step)
-          logging.info('step %d/%d  %s  %.2f steps/s  eta %.0f s', step,
-                       cfg.steps, _fmt(means), window_steps / elapsed,
-                       (cfg.steps - step) * elapsed / window_steps)
-          window_start, window_steps, sums = time.time(), 0, {}
-        if step % cfg.eval_every == 0 and step != cfg.steps:
-          result = trainer.evaluate(test_ds, cfg.eval_members,
-                                    (cfg.eval_members,))
-          for name, value in result.items():
-            tf.summary.scalar(name, value, step=step)
-          logging.info('step %d  %s', step, _fmt(result))
-        if step % cfg.checkpoint_every == 0:
-          trainer.save(clock)
-    except KeyboardInterrupt:
-      logging.warning('Interrupted at step %d; saving a checkpoint.',
-                      int(trainer.step.numpy()))
-      trainer.save(clock)
-      raise
-    trainer.save(clock)
-    final = trainer.evaluate(test_ds, cfg.final_eval_members)
-    for name, value in final.items():
-      tf.summary.scalar(name, value, step=cfg.steps)
-  writer.flush()
-  trainer.save(clock)  # Again, so a resumed run's wall time counts the eval.
-  results = {
-      **final,
-      'method': cfg.method,
-      'steps': int(trainer.step.numpy()),
-      'start_step': start_step,
-      'wall_time_s': time.time() - clock,
-      'num_parameters_target': trainer.spec.num_params,
-      'num_parameters_trained': int(sum(
-          np.prod(v.shape) for v in trainer.model.weights)),
-      'flags': cfg.to_dict(),
-  }
-  path = os.path.join(cfg.run_dir, training.RESULTS_FILE)
-  training.write_json(path, results)
-  logging.info('Final %s: %s; results in %s', cfg.eval_split, _fmt(final),
-               path)
-  return results
+  return loop.run(BaselineTrainer(cfg, num_train))
 
 
-def _fmt(values: dict[str, float]) -> str:
-  return '  '.join(f'{k} {v:.4f}' for k, v in values.items())
+def _load(run_dir: str, config: dict[str, Any]) -> members.Loaded:
+  """A trained baseline as `members.Members` (at most K for an ensemble).
 
-
-# ----------------------------------------------------------------- members
-
-
-class BaselineMembers(members.TrainerMembers):
-  """A trained baseline as `members.Members` (at most K for an ensemble)."""
-
-  def __init__(self, trainer: BaselineTrainer):
-    super().__init__(trainer, trainer.sample, trainer.model.max_members)
-
-
-def load_members(run_dir: str) -> BaselineMembers:
-  """The trained baseline of a run directory (config + latest checkpoint).
-
-  Raises:
-    FileNotFoundError: run_dir holds no config or no checkpoint.
+  Builds only the model and restores it from the run's selected checkpoint.
   """
-  path = os.path.join(run_dir, training.CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: {run_dir!r} is not a run '
-                            'directory of scripts/train_baseline.py.')
-  with open(path) as f:
-    cfg = BaselineConfig(**{**json.load(f), 'run_dir': run_dir})
-  trainer = BaselineTrainer(cfg)
-  if not trainer.restore():
-    raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
-                            'first (scripts/train_baseline.py --run_dir=...).')
-  return BaselineMembers(trainer)
+  cfg = BaselineConfig(**{**config, 'run_dir': run_dir})
+  model = MODELS[cfg.method](cfg.spec, cfg)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+  members.restore(tf.train.Checkpoint(step=step, model=model), run_dir,
+                  'scripts/train_baseline.py')
+  return members.Loaded(
+      spec=cfg.spec, dataset=cfg.dataset, data_dir=cfg.data_dir,
+      step=int(step.numpy()), forward_method=cfg.forward_method,
+      sample_fn=model.sample, max_members=model.max_members)
+
+
+for _method in METHODS:
+  members.register(_method)(_load)

@@ -8,13 +8,18 @@ HyperGAN, an ensemble) is evaluated the same way. Metric names follow
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any, Callable, Iterable
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from hypergan_tf import data
+from hypergan_tf import figures
+from hypergan_tf import members
 from hypergan_tf import metrics
+from hypergan_tf import rundir
 
 LogitsFn = Callable[[tf.Tensor], tf.Tensor]  # images [B, ...] -> [N, B, C]
 
@@ -65,6 +70,25 @@ def classification(logits: np.ndarray, labels: np.ndarray,
     out[f'{split}/brier_n{k}'] = metrics.brier_score(probs, labels)
     out[f'{split}/ece_n{k}'] = metrics.expected_calibration_error(probs,
                                                                   labels)
+  return out
+
+
+def regression_scores(outputs: np.ndarray, targets: np.ndarray,
+                      sizes: Iterable[int] = (1, 5, 10, 100),
+                      split: str = 'test') -> dict[str, float]:
+  """Mean squared error of single members and of ensembles (mean output).
+
+  outputs: [N, B, 1]; N = 1 is reported as mean and std over all members.
+  """
+  outputs = np.asarray(outputs, np.float32)[..., 0]
+  targets = np.asarray(targets, np.float32)
+  single = np.mean((outputs - targets[None])**2, axis=1)
+  out = {f'{split}/mse_n1': float(single.mean()),
+         f'{split}/mse_n1_std': float(single.std())}
+  for k in sizes:
+    if 1 < k <= len(outputs):
+      out[f'{split}/mse_n{k}'] = float(
+          np.mean((outputs[:k].mean(axis=0) - targets)**2))
   return out
 
 
@@ -134,8 +158,6 @@ def regression(model, out_dir: str, seed: int = 0,
   Returns:
     (metrics, path of the figure).
   """
-  from hypergan_tf import data  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
   low, high = data_range
   x = np.linspace(1.5 * low, 1.5 * high, 241).astype(np.float32)
   truth = x**3
@@ -156,7 +178,7 @@ def regression(model, out_dir: str, seed: int = 0,
   data_x, data_y = data.arrays(model.dataset, 'train')
   path = figures.regression_predictive(
       x, truth, data_x[:, 0], data_y, predictions,
-      os.path.join(out_dir, 'regression.png'), data_range)
+      rundir.join(out_dir, 'regression.png'), data_range)
   return out, path
 
 
@@ -188,13 +210,9 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   Returns:
     The metrics dict written to metrics.json.
   """
-  # Imported here: evaluation of plain logits needs neither.
-  from hypergan_tf import data  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import members  # pylint: disable=g-import-not-at-top
 
-  out_dir = os.path.join(run_dir, 'eval')
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = rundir.join(run_dir, 'eval')
+  tf.io.gfile.makedirs(out_dir)
   model = members.load(run_dir)
   if model.max_members is not None and num_networks > model.max_members:
     logging.warning('%s has %d members; evaluating %d, not %d.', run_dir,
@@ -216,22 +234,22 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   paths = []
   probs = metrics.ensemble_probabilities(logits[:min(10, num_networks)])
   paths.append(figures.reliability_diagram(
-      probs.numpy(), labels, os.path.join(out_dir, 'reliability.png'),
+      probs.numpy(), labels, rundir.join(out_dir, 'reliability.png'),
       title=f'Reliability, ensemble of {min(10, num_networks)}'))
   paths.append(figures.first_layer_filters(
-      params[0][0].numpy(), os.path.join(out_dir, 'filters.png')))
+      params[0][0].numpy(), rundir.join(out_dir, 'filters.png')))
   k = num_networks
   in_entropy = ensemble_entropy(logits, k)
   order = np.argsort(-in_entropy)[:16]
   paths.append(figures.image_grid(
       images[order], [f'y={labels[i]} H={in_entropy[i]:.2f}' for i in order],
-      os.path.join(out_dir, 'uncertain_test.png'),
+      rundir.join(out_dir, 'uncertain_test.png'),
       f'Most uncertain {dataset} test images (N={k})'))
   ood_name = OOD_DATASETS.get(dataset)
   if ood_name:
     # notMNIST is built here from its archive; others are TFDS subsets.
     built_here = data.DATASETS[ood_name].source == 'not_mnist'
-    ood_dir = ((ood_data_dir or os.path.join(out_dir, 'tfds')) if built_here
+    ood_dir = ((ood_data_dir or rundir.join(out_dir, 'tfds')) if built_here
                else data_dir or model.data_dir)
     ood = data.load(ood_name, 'test', batch_size, training=False,
                     data_dir=ood_dir, manual_dir=manual_dir, download=False)
@@ -243,7 +261,7 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
         entropies[f'{dataset} N={size}'] = ensemble_entropy(logits, size)
         entropies[f'{ood_name} N={size}'] = ensemble_entropy(ood_logits, size)
     paths.append(figures.entropy_ecdf(
-        entropies, os.path.join(out_dir, 'entropy_ecdf.png'),
+        entropies, rundir.join(out_dir, 'entropy_ecdf.png'),
         float(np.log(num_classes)),
         f'Predictive entropy: {dataset} vs {ood_name}'))
     ood_entropy = ensemble_entropy(ood_logits, k)
@@ -253,22 +271,38 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
         ood_images[order],
         [f'pred {p.argmax()} H={ood_entropy[i]:.2f}'
          for p, i in zip(ood_pred, order)],
-        os.path.join(out_dir, 'confident_ood.png'),
+        rundir.join(out_dir, 'confident_ood.png'),
         f'Most confident {ood_name} images (N={k})'))
   return _write(results, paths, out_dir, num_networks, seed, model.step,
-                run_dir)
+                run_dir, skipped)
+
+
+def _local_tfds_dir(out_dir: str) -> str:
+  """Where notMNIST is built: <out_dir>/tfds, or a temp dir off local disk.
+
+  The TFDS builder writes with local tools, so a remote or in-memory run
+  directory gets its OOD data in a temporary directory instead.
+  """
+  if '://' in out_dir:
+    return os.path.join(tempfile.gettempdir(), 'hypergan_tfds')
+  return os.path.join(out_dir, 'tfds')
 
 
 def _write(results: dict[str, Any], paths: list[str], out_dir: str,
-           num_networks: int, seed: int, step: int, run_dir: str
-           ) -> dict[str, Any]:
-  """Writes metrics.json and report.md atomically; returns the payload."""
-  from hypergan_tf import training  # pylint: disable=g-import-not-at-top
+           num_networks: int, seed: int, step: int, run_dir: str,
+           skipped: dict[str, str] | None = None) -> dict[str, Any]:
+  """Writes metrics.json and report.md atomically; returns the payload.
+
+  skipped: parts left out ({name: why and how to get them}).
+  """
   results = {key: float(value) for key, value in results.items()}
   payload = {**results, 'num_networks': num_networks, 'seed': seed,
-             'step': step, 'run_dir': run_dir}
-  training.write_json(os.path.join(out_dir, 'metrics.json'), payload)
+             'step': step, 'run_dir': run_dir, 'skipped': skipped or {}}
+  rundir.write_json(rundir.join(out_dir, 'metrics.json'), payload)
   text = report(results, f'Evaluation of {run_dir} (step {step}, '
                 f'{num_networks} sampled networks)', paths)
-  training.write_text(os.path.join(out_dir, 'report.md'), text)
+  if skipped:
+    text += '\n\nSkipped:\n' + '\n'.join(
+        f'- {name}: {why}' for name, why in skipped.items()) + '\n'
+  rundir.write_text(rundir.join(out_dir, 'report.md'), text)
   return payload

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use('Agg')  # Files only; no display on servers.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
+import tensorflow as tf
 
 
 def _save(fig, path: str) -> str:
+  """Saves a PNG on any TensorFlow filesystem (local, gs://, ram://)."""
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=100)
   plt.close(fig)
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(buffer.getvalue())
   return path
 
 

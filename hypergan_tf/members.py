@@ -10,12 +10,11 @@ ensemble without retracing. A HyperGAN samples fresh networks; baselines
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Callable, Protocol
 
 import tensorflow as tf
 
+from hypergan_tf import rundir
 from hypergan_tf import targets
 
 Params = Any  # A nest of tensors, each with leading axis N (members).
@@ -38,53 +37,78 @@ class Members(Protocol):
     """Logits [N, B, C] of the members in params on images [B, ...]."""
 
 
-class TrainerMembers:
-  """A trained model as `Members`: its trainer's sampling and logits."""
+class Loaded:
+  """A trained model as `Members`, restored for inference only.
 
-  def __init__(self, trainer, sample: Callable[[int, int], Params],
-               max_members: int | None = None):
-    self.trainer = trainer
-    self.spec = trainer.spec
-    self.num_classes = trainer.spec.output_dim
-    self.dataset = trainer.cfg.dataset
-    self.data_dir = trainer.cfg.data_dir
-    self.step = int(trainer.step.numpy())
+  No optimizer, no training state, no change to global seeds or
+  determinism: what `load` gives for every method.
+  """
+
+  def __init__(self, spec: targets.TargetSpec, dataset: str,
+               data_dir: str | None, step: int, forward_method: str,
+               sample_fn: Callable[[int, int], Params],
+               max_members: int | None = None, hypernet: Any = None):
+    self.spec = spec
+    self.num_classes = spec.output_dim
+    self.dataset = dataset
+    self.data_dir = data_dir
+    self.step = step
     self.max_members = max_members
-    self._sample = sample
+    self.hypernet = hypernet  # A HyperGAN's generator (for export).
+    self._sample = sample_fn
+    self.logits = tf.function(
+        lambda params, images: tf.cast(
+            targets.apply(spec, params, images, forward_method), tf.float32))
 
   def sample(self, num_members: int, seed: int) -> Params:
+    if self.max_members is not None and num_members > self.max_members:
+      raise ValueError(f'This model has {self.max_members} members; asked '
+                       f'for {num_members}.')
     return self._sample(num_members, seed)
 
-  def logits(self, params: Params, images: tf.Tensor) -> tf.Tensor:
-    return self.trainer.logits(params, images)
+
+# method name (config.json's 'method') -> loader(run_dir, config dict).
+LOADERS: dict[str, Callable[[str, dict[str, Any]], Members]] = {}
 
 
-class HyperGanMembers(TrainerMembers):
-  """Networks sampled from a trained HyperGAN (inference-mode BatchNorm)."""
+def register(method: str):
+  """Decorator: `loader(run_dir, config)` loads runs of this method."""
+  def decorate(loader):
+    LOADERS[method] = loader
+    return loader
+  return decorate
 
-  def __init__(self, trainer):
-    super().__init__(trainer, trainer.sample_eval_params)
+
+def restore(checkpoint: tf.train.Checkpoint, run_dir: str,
+            made_by: str) -> None:
+  """Restores a run's selected checkpoint (validation choice, else latest).
+
+  Quiet about the training state the checkpoint also holds.
+
+  Raises:
+    FileNotFoundError: the run has no checkpoint yet.
+  """
+  path = rundir.selected_checkpoint(run_dir)
+  if path is None:
+    raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
+                            f'first ({made_by} --run_dir=...).')
+  rundir.restore(checkpoint, path, partial=True)
 
 
 def load(run_dir: str) -> Members:
-  """The members of a run directory (a HyperGAN run or a baseline run).
+  """The members of a run directory, whatever method trained it.
+
+  Methods register their loaders when their modules are imported;
+  `import hypergan_tf` imports all built-in ones.
 
   Raises:
     FileNotFoundError: run_dir is not a run directory or has no checkpoint.
+    ValueError: no loader is registered for the run's method.
   """
-  # Imported here: training imports data, keras models, etc.
-  from hypergan_tf import training  # pylint: disable=g-import-not-at-top
-  path = os.path.join(run_dir, training.CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: {run_dir!r} is not a run '
-                            'directory of scripts/train.py or '
-                            'scripts/train_baseline.py.')
-  with open(path) as f:
-    method = json.load(f).get('method', 'hypergan')
-  if method == 'hypergan':
-    return HyperGanMembers(training.load_trainer(run_dir))
-  from hypergan_tf import baselines  # pylint: disable=g-import-not-at-top
-  if method in baselines.METHODS:
-    return baselines.load_members(run_dir)
-  raise ValueError(f'{run_dir} holds a {method!r} run, which this version '
-                   'cannot load.')
+  config = rundir.read_config(run_dir, 'scripts/train.py or '
+                              'scripts/train_baseline.py')
+  method = config.get('method', 'hypergan')
+  if method not in LOADERS:
+    raise ValueError(f'{run_dir} holds a {method!r} run, which no loaded '
+                     f'module can read (known: {sorted(LOADERS)}).')
+  return LOADERS[method](run_dir, config)

@@ -22,7 +22,7 @@ from absl import logging
 
 from hypergan_tf import figures
 from hypergan_tf import paper_tables
-from hypergan_tf import training
+from hypergan_tf import rundir
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -120,7 +120,7 @@ def experiment_stages(experiment: Experiment, budget: str, runs_root: str,
   script = ('scripts/train_baseline.py' if experiment.baseline
             else 'scripts/train.py')
   stages = [Stage(f'{experiment.name}/train', (script,) + train_args,
-                  os.path.join(run_dir, training.RESULTS_FILE), steps)]
+                  os.path.join(run_dir, rundir.RESULTS_FILE), steps)]
   evaluate_args = (f'--run_dir={run_dir}',) + data_args
   if manual_dir:
     evaluate_args += (f'--manual_dir={manual_dir}',)
@@ -218,7 +218,7 @@ def run(stages: Sequence[Stage], runs_root: str, budget: str,
     entry['wall_time_s'] += seconds
     entry.update(steps=stage.steps, budget=budget, exit_code=code,
                  finished=time.strftime('%Y-%m-%d %H:%M:%S'))
-    training.write_json(record_path, record)
+    rundir.write_json(record_path, record)
     if code < 0:  # Killed by a signal: a training stage kept its checkpoint.
       raise StageFailedError(
           f'{stage.name} was stopped by signal {-code} after {seconds:.0f} '
@@ -275,5 +275,5 @@ def write_tables(runs_root: str) -> str:
           ('Variational MNIST', run('baseline_variational'))]),
   ])
   path = os.path.join(runs_root, TABLES_FILE)
-  training.write_text(path, text)
+  rundir.write_text(path, text)
   return path

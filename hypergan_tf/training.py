@@ -1,6 +1,8 @@
-"""Losses, the tf.function train step, evaluation and the resumable loop.
+"""The HyperGAN method: losses, its train step, and its loop hooks.
 
-Generator side: task loss averaged over the sampled networks + beta x the
+The loop itself (checkpoints, evaluation schedule, summaries, results) is
+`loop.run`, shared with the baselines; `Trainer` is the HyperGAN's
+`loop.Learner`. Generator side: task loss averaged over the sampled networks + beta x the
 non-saturating adversarial loss of the discriminator on the codes.
 Discriminator: binary cross-entropy with logits, real = prior samples,
 fake = codes (one sigmoid, inside the loss; the authors' code applies two).
@@ -8,15 +10,6 @@ fake = codes (one sigmoid, inside the loss; the authors' code applies two).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import math
-import os
-import shutil
-import signal
-import tempfile
-import time
 from typing import Any, Iterable
 
 from absl import logging
@@ -25,81 +18,16 @@ import numpy as np
 import tensorflow as tf
 
 from hypergan_tf import config as config_lib
-from hypergan_tf import data
+from hypergan_tf import evaluation
 from hypergan_tf import hypernet
-from hypergan_tf import metrics
+from hypergan_tf import loop
+from hypergan_tf import members
+from hypergan_tf import optim
+from hypergan_tf import rundir
 from hypergan_tf import targets
-
-CONFIG_FILE = 'config.json'
-RESULTS_FILE = 'results.json'  # Written when a run reaches its --steps.
-BEST_DIR = 'best'  # Under checkpoints/: the step chosen on validation.
 
 # Seeds derived from --seed for independent streams.
 _EVAL_SEED_OFFSET = 1_000_003
-
-
-def write_text(path: str, text: str) -> None:
-  """Writes a file atomically (temp file + rename): never half-written."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  with tempfile.NamedTemporaryFile('w', dir=directory, delete=False,
-                                   suffix='.tmp') as f:
-    f.write(text)
-    tmp = f.name
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(tmp, 0o666 & ~umask)  # Temp files are 0600; results are not.
-  os.replace(tmp, path)
-
-
-def write_json(path: str, payload: dict[str, Any]) -> None:
-  """Writes JSON atomically (see `write_text`)."""
-  write_text(path, json.dumps(payload, indent=2, sort_keys=True))
-
-
-def learning_rate_schedule(cfg: config_lib.TrainConfig,
-                           peak: float | None = None):
-  """Linear warm-up to the peak (default --learning_rate), then cosine decay
-  or constant."""
-  peak = peak or cfg.learning_rate
-  if cfg.lr_schedule == 'cosine':
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if cfg.warmup_steps else peak,
-        decay_steps=cfg.steps - cfg.warmup_steps,
-        alpha=cfg.min_lr_ratio,
-        warmup_target=peak if cfg.warmup_steps else None,
-        warmup_steps=cfg.warmup_steps)
-  if cfg.warmup_steps:
-    return keras.optimizers.schedules.PolynomialDecay(
-        0.0, cfg.warmup_steps, peak, power=1.0)
-  return peak
-
-
-# Variables decoupled weight decay leaves alone (BatchNorm scale and shift,
-# biases), matched as parts of Keras variable names.
-NO_DECAY = ('bias', 'gamma', 'beta')
-
-
-def make_optimizer(cfg: config_lib.TrainConfig, loss_scale: bool = False,
-                   learning_rate: float | None = None
-                   ) -> keras.optimizers.Optimizer:
-  """Adam or AdamW on the schedule; loss-scaled for float16 training.
-
-  Args:
-    cfg: a config with the optimizer fields of `config.TrainConfig`.
-    loss_scale: wrap in a LossScaleOptimizer (float16).
-    learning_rate: peak learning rate (default cfg.learning_rate).
-  """
-  decay = cfg.weight_decay or None
-  kwargs = dict(learning_rate=learning_rate_schedule(cfg, learning_rate),
-                beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2,
-                global_clipnorm=cfg.clipnorm or None, weight_decay=decay)
-  optimizer = (keras.optimizers.AdamW if cfg.optimizer == 'adamw'
-               else keras.optimizers.Adam)(**kwargs)
-  if decay:
-    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
-  return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else (
-      optimizer)
 
 
 def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -149,10 +77,6 @@ def moment_matching_loss(codes: tf.Tensor) -> tf.Tensor:
       d * tf.maximum(d - 1, 1))
   return (tf.reduce_mean(mean**2) + tf.reduce_mean((variance - 1)**2) +
           off_diagonal)
-
-
-class NonFiniteLossError(FloatingPointError):
-  """A loss became NaN or Inf; the last good checkpoint is left untouched."""
 
 
 def make_strategy(name: str = 'default') -> tf.distribute.Strategy:
@@ -215,10 +139,10 @@ class Trainer:
       self.hypernet = hypernet.HyperNetwork(self.spec, cfg.hypernet)
       # One optimizer per part: learning rates differ (the authors' CIFAR
       # code: mixer 5e-3, generators 1e-4, discriminator 5e-5).
-      self.m_optimizer = make_optimizer(cfg, loss_scale,
+      self.m_optimizer = optim.make_optimizer(cfg, loss_scale,
                                         cfg.mixer_learning_rate)
-      self.g_optimizer = make_optimizer(cfg, loss_scale)
-      self.d_optimizer = make_optimizer(cfg, loss_scale,
+      self.g_optimizer = optim.make_optimizer(cfg, loss_scale)
+      self.d_optimizer = optim.make_optimizer(cfg, loss_scale,
                                         cfg.discriminator_learning_rate)
       self.m_optimizer.build(self.hypernet.mixer.trainable_variables)
       self.g_optimizer.build(self.hypernet.layer_generator_variables)
@@ -242,20 +166,12 @@ class Trainer:
         hypernet=self.hypernet, m_optimizer=self.m_optimizer,
         g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer,
         rng=self.rng, best_score=self.best_score)
-    # The checkpoint chosen on validation: the networks only.
-    self.best_checkpoint = tf.train.Checkpoint(step=self.step,
-                                               hypernet=self.hypernet)
-    self.manager = self.best_manager = None
-    if cfg.run_dir:
-      # Every worker saves (saving is collective); only the chief's count.
-      directory = (os.path.join(cfg.run_dir, 'checkpoints') if self.chief
-                   else tempfile.mkdtemp(prefix='hypergan_worker_'))
-      self.manager = tf.train.CheckpointManager(
-          self.checkpoint, directory, max_to_keep=cfg.keep_checkpoints)
-      if cfg.validation_size:
-        self.best_manager = tf.train.CheckpointManager(
-            self.best_checkpoint, os.path.join(directory, BEST_DIR),
-            max_to_keep=1)
+    # What inference needs; the validation choice is saved from it.
+    self.model_checkpoint = tf.train.Checkpoint(step=self.step,
+                                                hypernet=self.hypernet)
+    self.examples_per_step = cfg.batch_size
+    self.eval_members = cfg.eval_networks
+    self.final_eval_members = cfg.final_eval_networks
     self._gradients = tf.function(self._replica_gradients,
                                   jit_compile=cfg.jit_compile or None)
     self._step = tf.function(self._distributed_step)
@@ -412,154 +328,90 @@ class Trainer:
     return self.hypernet.sample(num_networks,
                                 tf.random.Generator.from_seed(seed))
 
-  def evaluate(self, dataset: Iterable, num_networks: int,
-               ensemble_sizes: tuple[int, ...] = (10,),
-               seed: int | None = None) -> dict[str, float]:
-    """Test score of single sampled networks and of their ensembles.
+  def evaluate(self, dataset: Iterable, num_members: int,
+               sizes: Iterable[int] = (1, 5, 10, 100),
+               split: str = 'test', seed: int | None = None
+               ) -> dict[str, float]:
+    """Scores of single sampled networks and of their ensembles.
 
-    The score is accuracy (classification) or mean squared error
-    (regression; an ensemble predicts its members' mean).
-
-    Returns:
-      '<score>_single' (mean over networks), '<score>_single_std', and
-      '<score>_ensemble_<k>' (the first k networks: mean softmax, or mean
-      output) for each k in ensemble_sizes with k <= num_networks.
+    Classification: `evaluation.classification`; regression:
+    `evaluation.regression_scores` (an ensemble predicts its members' mean).
     """
-    params = self.sample_eval_params(num_networks, seed)
-    sizes = [k for k in ensemble_sizes if k <= num_networks]
-    regression = self.cfg.task == 'regression'
-    member_sums = np.zeros(num_networks)
-    ensemble_sums = dict.fromkeys(sizes, 0.0)
-    total = 0
-    for images, labels in dataset:
-      outputs = self.logits(params, images)
-      b = len(labels)
-      if regression:
-        squared = np.square(outputs.numpy()[..., 0] - labels.numpy()[None])
-        member_sums += squared.sum(axis=1)
-      else:
-        member_sums += b * metrics.member_accuracies(outputs, labels)
-      for k in sizes:
-        if regression:
-          mean = outputs.numpy()[:k, :, 0].mean(axis=0)
-          ensemble_sums[k] += float(np.square(mean - labels.numpy()).sum())
-        else:
-          ensemble_sums[k] += b * metrics.accuracy(
-              metrics.ensemble_probabilities(outputs[:k]), labels)
-      total += b
-    if total == 0:
-      raise ValueError('The evaluation dataset is empty.')
-    score = 'mse' if regression else 'accuracy'
-    per_member = member_sums / total
-    out = {f'{score}_single': float(per_member.mean()),
-           f'{score}_single_std': float(per_member.std())}
-    for k in sizes:
-      out[f'{score}_ensemble_{k}'] = float(ensemble_sums[k] / total)
-    return out
+    params = self.sample_eval_params(num_members, seed)
+    outputs, labels, _ = evaluation.collect(
+        lambda x: self.logits(params, x), dataset)
+    if self.cfg.task == 'regression':
+      return evaluation.regression_scores(outputs, labels, sizes, split)
+    return evaluation.classification(outputs, labels, sizes, split)
 
-  # ----------------------------------------------------------- checkpoints
+  # ------------------------------------------------------------ loop hooks
 
-  def restore(self) -> bool:
-    """Restores the latest checkpoint in run_dir; True if one was found."""
-    return restore_latest(self.checkpoint, self.manager, self.step)
+  @property
+  def variables(self) -> list[tf.Variable]:
+    return self.hypernet.variables
 
-  def weights_finite(self) -> bool:
-    return _all_finite(self.hypernet.trainable_variables)
+  def prepare(self) -> dict[str, Any]:
+    return {'mixer_pretrain_loss': self.pretrain_mixer()}
 
-  def save_if_best(self, score: float) -> bool:
-    """Keeps the networks as the selected checkpoint if score is the best."""
-    if self.best_manager is None or score <= float(self.best_score.numpy()):
-      return False
-    self.best_score.assign(score)
-    self.best_manager.save(checkpoint_number=int(self.step.numpy()))
-    return True
+  def learning_rate(self) -> float:
+    return float(self.g_optimizer.learning_rate)
 
-  def restore_selected(self) -> int:
-    """Restores the checkpoint chosen on validation, if any; its step."""
-    path = self.best_manager and self.best_manager.latest_checkpoint
-    if path:
-      self.best_checkpoint.restore(path).assert_existing_objects_matched()
-      logging.info('Selected on validation: %s (step %d).', path,
-                   int(self.step.numpy()))
-    return int(self.step.numpy())
+  def write_summaries(self, step: int) -> None:
+    """Histograms of the generated weights of the evaluated networks."""
+    for i, (kernel, bias) in enumerate(
+        self.sample_eval_params(self.eval_members)):
+      tf.summary.histogram(f'weights/layer_{i}_kernel', kernel, step)
+      tf.summary.histogram(f'weights/layer_{i}_bias', bias, step)
 
-  def save(self, clock: float | None = None) -> str | None:
-    """Saves a checkpoint, unless the weights are broken (keeps the last)."""
-    return save_if_finite(self.manager, self.step, self.wall_time,
-                          self.hypernet.trainable_variables, clock)
+  def describe(self) -> dict[str, Any]:
+    return {
+        'method': 'hypergan',
+        'num_parameters_target': self.spec.num_params,
+        'num_parameters_hypernet': int(sum(
+            np.prod(v.shape) for v in self.hypernet.trainable_variables)),
+    }
 
 
-def _all_finite(variables) -> bool:
-  return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
-
-
-def save_if_finite(manager: tf.train.CheckpointManager | None,
-                   step: tf.Variable, wall_time: tf.Variable, variables,
-                   clock: float | None = None) -> str | None:
-  """Saves a checkpoint numbered by step, unless variables are not finite.
-
-  Args:
-    clock: time.time() at which this run would have started had it never
-      stopped; sets the run's recorded wall time.
-
-  Returns:
-    The checkpoint path, or None (no manager, or broken weights: the last
-    good checkpoint stays the latest).
-  """
-  if manager is None:
-    return None
-  if clock is not None:
-    wall_time.assign(time.time() - clock)
-  if not _all_finite(variables):
-    logging.error('Not saving step %d: weights are not finite.',
-                  int(step.numpy()))
-    return None
-  return manager.save(checkpoint_number=int(step.numpy()))
-
-
-def restore_latest(checkpoint: tf.train.Checkpoint,
-                   manager: tf.train.CheckpointManager | None,
-                   step: tf.Variable) -> bool:
-  """Restores the manager's latest checkpoint; True if there was one.
-
-  Raises:
-    RuntimeError: the checkpoint is truncated or of another model.
-  """
-  if manager is None or manager.latest_checkpoint is None:
-    return False
-  path = manager.latest_checkpoint
-  try:
-    checkpoint.restore(path).assert_existing_objects_matched()
-  except Exception as e:  # Truncated files raise IndexError, others vary.
-    raise RuntimeError(
-        f'Checkpoint {path} cannot be restored into this model ({e}). It is '
-        'corrupt or was written with other flags; use the original flags or '
-        'a fresh --run_dir.') from e
-  logging.info('Resumed from %s at step %d.', path, int(step.numpy()))
-  return True
+def load_config(run_dir: str) -> config_lib.TrainConfig:
+  """The config of a HyperGAN run directory."""
+  return config_lib.TrainConfig(**{**rundir.read_config(run_dir),
+                                   'run_dir': run_dir})
 
 
 def load_trainer(run_dir: str) -> Trainer:
-  """The trained HyperGAN of a run directory (its config + checkpoint).
+  """A run's Trainer at its latest checkpoint, ready to train further.
 
-  The checkpoint is the one chosen on validation when the run held out a
-  validation split, else the latest.
+  For inference, `members.load` (or `hypergan_tf.load`) is lighter: no
+  optimizers, no global seeding.
 
   Raises:
     FileNotFoundError: run_dir holds no config or no checkpoint.
   """
-  path = os.path.join(run_dir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: {run_dir!r} is not a run '
-                            'directory of scripts/train.py.')
-  with open(path) as f:
-    cfg = config_lib.TrainConfig(**{**json.load(f), 'run_dir': run_dir})
-  trainer = Trainer(cfg)
-  if not trainer.restore():
+  trainer = Trainer(load_config(run_dir))
+  if not loop.Checkpoints(trainer).restore():
     raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
                             'first (scripts/train.py --run_dir=...).')
-  trainer.restore_selected()
   return trainer
+
+
+@members.register('hypergan')
+def load_members(run_dir: str, config: dict[str, Any]) -> members.Loaded:
+  """Networks sampled from a trained HyperGAN (inference-mode BatchNorm).
+
+  Builds only the hypernetwork and restores it from the run's selected
+  checkpoint; no optimizers, no change to global seeds.
+  """
+  cfg = config_lib.TrainConfig(**{**config, 'run_dir': run_dir})
+  network = hypernet.HyperNetwork(cfg.spec, cfg.hypernet)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+  checkpoint = tf.train.Checkpoint(step=step, hypernet=network)
+  members.restore(checkpoint, run_dir, 'scripts/train.py')
+  return members.Loaded(
+      spec=cfg.spec, dataset=cfg.dataset, data_dir=cfg.data_dir,
+      step=int(step.numpy()), forward_method=cfg.forward_method,
+      sample_fn=lambda n, seed: network.sample(
+          n, tf.random.Generator.from_seed(seed)),
+      hypernet=network)
 
 
 def check_same_model(cfg: config_lib.TrainConfig) -> None:
@@ -568,12 +420,11 @@ def check_same_model(cfg: config_lib.TrainConfig) -> None:
   Raises:
     ValueError: naming each flag that differs from the run's config.json.
   """
-  path = os.path.join(cfg.run_dir, CONFIG_FILE)
-  if not os.path.exists(path):
+  path = rundir.join(cfg.run_dir, rundir.CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
     return
   try:
-    with open(path) as f:
-      previous = config_lib.TrainConfig(**json.load(f))
+    previous = config_lib.TrainConfig(**rundir.read_json(path))
   except (ValueError, TypeError) as e:
     raise ValueError(f'{path} is not a config of this version ({e}); use a '
                      'fresh --run_dir.') from None
@@ -584,23 +435,6 @@ def check_same_model(cfg: config_lib.TrainConfig) -> None:
     raise ValueError(f'{cfg.run_dir} holds a model trained with {listed}. '
                      'Resume it with its own flags, or pick a fresh '
                      '--run_dir.')
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-  """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
-  def handler(signum, frame):
-    del signum, frame
-    raise KeyboardInterrupt('SIGTERM')
-  try:
-    previous = signal.signal(signal.SIGTERM, handler)
-  except ValueError:  # Not the main thread: leave signals alone.
-    yield
-    return
-  try:
-    yield
-  finally:
-    signal.signal(signal.SIGTERM, previous)
 
 
 def train(cfg: config_lib.TrainConfig,
@@ -614,150 +448,4 @@ def train(cfg: config_lib.TrainConfig,
   # First: a multi-worker strategy must exist before other TensorFlow work.
   strategy = strategy or make_strategy(cfg.strategy)
   check_same_model(cfg)
-  chief = is_chief(strategy)
-  if chief:
-    os.makedirs(cfg.run_dir, exist_ok=True)
-    write_json(os.path.join(cfg.run_dir, CONFIG_FILE), cfg.to_dict())
-  trainer = Trainer(cfg, strategy)
-  resumed = trainer.restore()
-  start_step = int(trainer.step.numpy())
-  clock = time.time() - float(trainer.wall_time.numpy())
-  # Starts at the batch this step would see had the run never stopped.
-  train_ds = data.load(cfg.dataset, 'train', cfg.batch_size, training=True,
-                       seed=cfg.seed, start_batch=start_step,
-                       data_dir=cfg.data_dir, download=cfg.download,
-                       augment=cfg.augment,
-                       validation_size=cfg.validation_size)
-  eval_batch = max(1, 10_000 // cfg.final_eval_networks)
-  test_ds = data.load(cfg.dataset, 'test', eval_batch, training=False,
-                      data_dir=cfg.data_dir, download=cfg.download)
-  # Periodic evaluation (and the choice of the reported step) on the held-out
-  # validation split; without one, on test, and the last step is reported.
-  eval_split = 'validation' if cfg.validation_size else 'test'
-  eval_ds = test_ds if not cfg.validation_size else data.load(
-      cfg.dataset, 'validation', eval_batch, training=False,
-      data_dir=cfg.data_dir, download=cfg.download,
-      validation_size=cfg.validation_size)
-  writer = (tf.summary.create_file_writer(
-      os.path.join(cfg.run_dir, 'summaries')) if chief
-            else tf.summary.create_noop_writer())
-  pretrain_loss = trainer.pretrain_mixer()
-  if not resumed:
-    trainer.save(clock)
-  # In-memory data has no files to shard: workers split each global batch.
-  options = tf.data.Options()
-  options.experimental_distribute.auto_shard_policy = (
-      tf.data.experimental.AutoShardPolicy.DATA)
-  dist_train = iter(trainer.strategy.experimental_distribute_dataset(
-      train_ds.with_options(options)))
-  logging.info('Training %s on %s: %d networks x %d examples per step, '
-               'steps %d -> %d.', cfg.target, cfg.dataset, cfg.num_networks,
-               cfg.batch_size, int(trainer.step.numpy()), cfg.steps)
-  window_start, window_steps, sums = time.time(), 0, {}
-  with sigterm_as_interrupt(), writer.as_default():
-    try:
-      while int(trainer.step.numpy()) < cfg.steps:
-        images, labels = next(dist_train)
-        losses = trainer.train_step(images, labels)
-        step = int(trainer.step.numpy())
-        _check_finite(losses, step, cfg.run_dir)
-        for name, value in losses.items():
-          sums[name] = sums.get(name, 0.0) + value
-        window_steps += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-          elapsed = time.time() - window_start
-          means = {k: v / window_steps for k, v in sums.items()}
-          lr = float(trainer.g_optimizer.learning_rate)
-          for name, value in means.items():
-            tf.summary.scalar(f'train/{name}', value, step=step)
-          tf.summary.scalar('train/learning_rate', lr, step=step)
-          tf.summary.scalar('train/steps_per_second', window_steps / elapsed,
-                            step=step)
-          eta = (cfg.steps - step) * elapsed / window_steps
-          logging.info('step %d/%d  %s  lr %.2e  %.2f steps/s  eta %.0f s',
-                       step, cfg.steps, _fmt(means), lr,
-                       window_steps / elapsed, eta)
-          window_start, window_steps, sums = time.time(), 0, {}
-        periodic = step % cfg.eval_every == 0 and step != cfg.steps
-        if periodic or (cfg.validation_size and step == cfg.steps):
-          result = trainer.evaluate(eval_ds, cfg.eval_networks,
-                                    (cfg.eval_networks,))
-          for name, value in result.items():
-            tf.summary.scalar(f'{eval_split}/{name}', value, step=step)
-          for i, (kernel, bias) in enumerate(
-              trainer.sample_eval_params(cfg.eval_networks)):
-            tf.summary.histogram(f'weights/layer_{i}_kernel', kernel, step)
-            tf.summary.histogram(f'weights/layer_{i}_bias', bias, step)
-          best = trainer.save_if_best(selection_score(
-              result, cfg.eval_networks))
-          logging.info('step %d  %s: %s%s', step, eval_split, _fmt(result),
-                       '  (best so far)' if best else '')
-        if step % cfg.checkpoint_every == 0:
-          trainer.save(clock)
-    except KeyboardInterrupt:
-      logging.warning('Interrupted at step %d; saving a checkpoint.',
-                      int(trainer.step.numpy()))
-      trainer.save(clock)
-      raise
-    trainer.save(clock)
-    steps_done = int(trainer.step.numpy())
-    selected_step = trainer.restore_selected()
-    final = trainer.evaluate(test_ds, cfg.final_eval_networks,
-                             (1, 5, 10, 100))
-    for name, value in final.items():
-      tf.summary.scalar(f'test/{name}', value, step=cfg.steps)
-  writer.flush()
-  if selected_step == steps_done:  # Else it would save the chosen weights.
-    trainer.save(clock)  # Again, so a resumed run's wall time counts the eval.
-  results = {
-      **{f'test_{k}': v for k, v in final.items()},
-      'steps': steps_done,
-      'selected_step': selected_step,
-      'start_step': start_step,
-      'wall_time_s': time.time() - clock,
-      'mixer_pretrain_loss': pretrain_loss,
-      'num_parameters_target': trainer.spec.num_params,
-      'num_parameters_hypernet': int(sum(
-          np.prod(v.shape) for v in trainer.hypernet.trainable_variables)),
-      'weights_sha256': weights_fingerprint(trainer.hypernet.variables),
-      'flags': cfg.to_dict(),
-  }
-  if not chief:  # Its checkpoints only took part in the collective saves.
-    shutil.rmtree(trainer.manager.directory, ignore_errors=True)
-    return results
-  path = os.path.join(cfg.run_dir, RESULTS_FILE)
-  write_json(path, results)
-  logging.info('Final test: %s; results in %s', _fmt(final), path)
-  return results
-
-
-def selection_score(result: dict[str, float], num_networks: int) -> float:
-  """Higher is better: ensemble accuracy, or minus its squared error."""
-  if f'accuracy_ensemble_{num_networks}' in result:
-    return result[f'accuracy_ensemble_{num_networks}']
-  return -result[f'mse_ensemble_{num_networks}']
-
-
-def weights_fingerprint(variables) -> str:
-  """SHA-256 of the variables' bytes: equal runs give equal fingerprints."""
-  digest = hashlib.sha256()
-  for v in variables:
-    digest.update(np.ascontiguousarray(v.numpy()).tobytes())
-  return digest.hexdigest()
-
-
-def _check_finite(losses: dict[str, float], step: int, run_dir: str) -> None:
-  """Raises NonFiniteLossError naming the step and the broken loss terms."""
-  bad = [name for name, value in losses.items() if not math.isfinite(value)]
-  if not bad:
-    return
-  terms = [name for name in bad if name != 'loss'] or bad  # The cause first.
-  listed = ', '.join(f'{name} = {losses[name]}' for name in terms)
-  raise NonFiniteLossError(
-      f'Training stopped at step {step}: {listed}. The last good checkpoint '
-      f'is kept in {os.path.join(run_dir, "checkpoints")}; lower '
-      '--learning_rate or set --clipnorm and rerun to resume.')
-
-
-def _fmt(values: dict[str, float]) -> str:
-  return '  '.join(f'{k} {v:.4f}' for k, v in values.items())
+  return loop.run(Trainer(cfg, strategy))

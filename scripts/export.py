@@ -10,7 +10,7 @@ from absl import flags
 from absl import logging
 
 from hypergan_tf import export
-from hypergan_tf import training
+from hypergan_tf import members
 
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory of '
                                'scripts/train.py.', required=True)
@@ -30,13 +30,16 @@ def main(argv):
   export_dir = _EXPORT_DIR.value or os.path.join(_RUN_DIR.value, 'export',
                                                  '1')
   try:
-    trainer = training.load_trainer(_RUN_DIR.value)
-    export.export(trainer.hypernet, export_dir, _MAX_NETWORKS.value,
+    model = members.load(_RUN_DIR.value)
+    if model.hypernet is None:
+      raise ValueError(f'{_RUN_DIR.value} is a baseline run; only HyperGAN '
+                       'runs export a network generator.')
+    export.export(model.hypernet, export_dir, _MAX_NETWORKS.value,
                   _OVERWRITE.value)
   except (FileNotFoundError, FileExistsError, RuntimeError, ValueError) as e:
     raise SystemExit(f'error: {e}') from None
-  logging.info('Exported step %d of %s to %s', int(trainer.step.numpy()),
-               _RUN_DIR.value, export_dir)
+  logging.info('Exported step %d of %s to %s', model.step, _RUN_DIR.value,
+               export_dir)
 
 
 if __name__ == '__main__':

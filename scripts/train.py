@@ -8,6 +8,7 @@ from absl import logging
 
 from hypergan_tf import config
 from hypergan_tf import data
+from hypergan_tf import loop
 from hypergan_tf import training
 
 config.define_flags()
@@ -20,7 +21,7 @@ def main(argv):
     cfg = config.from_flags()
     training.train(cfg)
   except (ValueError, data.DatasetNotFoundError, RuntimeError,
-          training.NonFiniteLossError) as e:
+          loop.NonFiniteLossError) as e:
     logging.error('%s', e)
     raise SystemExit(f'error: {e}') from None
 

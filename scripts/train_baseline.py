@@ -13,7 +13,7 @@ from absl import logging
 
 from hypergan_tf import baselines
 from hypergan_tf import data
-from hypergan_tf import training
+from hypergan_tf import loop
 
 baselines.define_flags()
 
@@ -24,7 +24,7 @@ def main(argv):
   try:
     baselines.train(baselines.from_flags())
   except (ValueError, data.DatasetNotFoundError, RuntimeError,
-          training.NonFiniteLossError) as e:
+          loop.NonFiniteLossError) as e:
     logging.error('%s', e)
     raise SystemExit(f'error: {e}') from None
 

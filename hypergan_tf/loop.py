@@ -1,0 +1,317 @@
+"""The one training loop every method runs: HyperGAN and the baselines alike.
+
+A method plugs in as a `Learner`: it builds its model and optimizers, takes a
+training step, evaluates N members on a dataset and names its checkpoint
+objects. The loop does everything else the same way for all of them: data
+(resumed at the batch the step would see, augmentation, validation split),
+checkpoints (numbered by step, never of broken weights, the validation
+choice in checkpoints/best), periodic evaluation, TensorBoard summaries,
+progress lines, SIGTERM and NaN handling, and the final results.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import shutil
+import signal
+import tempfile
+import time
+from typing import Any, Iterable, Protocol
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from hypergan_tf import data
+from hypergan_tf import rundir
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or Inf; the last good checkpoint is left untouched."""
+
+
+class Learner(Protocol):
+  """What a method gives the loop.
+
+  Attributes:
+    cfg: its config; the loop reads the fields every config has (run_dir,
+      dataset, data_dir, download, seed, steps, augment, validation_size,
+      log_every, eval_every, checkpoint_every, keep_checkpoints).
+    strategy: the tf.distribute strategy it was built under.
+    chief: whether this process writes files.
+    step, wall_time, best_score: checkpointed counters.
+    checkpoint: the whole training state.
+    model_checkpoint: step + what inference needs (the validation choice).
+    examples_per_step: size of a training batch.
+    eval_members, final_eval_members: members evaluated periodically / at
+      the end.
+    variables: the trained variables (checked for finiteness, fingerprinted).
+  """
+  cfg: Any
+  strategy: tf.distribute.Strategy
+  chief: bool
+  step: tf.Variable
+  wall_time: tf.Variable
+  best_score: tf.Variable
+  checkpoint: tf.train.Checkpoint
+  model_checkpoint: tf.train.Checkpoint
+  examples_per_step: int
+  eval_members: int
+  final_eval_members: int
+  variables: list[tf.Variable]
+
+  def prepare(self) -> dict[str, Any]:
+    """Work before the first step (e.g. mixer pre-training); results."""
+
+  def train_step(self, images, labels) -> dict[str, float]:
+    """One update on a (distributed) batch; the step's losses."""
+
+  def evaluate(self, dataset: Iterable, num_members: int,
+               sizes: Iterable[int], split: str) -> dict[str, float]:
+    """Metrics named 'split/metric_n<k>' (see `evaluation.classification`)."""
+
+  def learning_rate(self) -> float:
+    """The current learning rate, for progress lines."""
+
+  def write_summaries(self, step: int) -> None:
+    """Method-specific TensorBoard summaries at evaluation time."""
+
+  def describe(self) -> dict[str, Any]:
+    """Facts for results.json (sizes of the model, ...)."""
+
+
+class Checkpoints:
+  """The loop's checkpoint managers for one learner in its run directory."""
+
+  def __init__(self, learner: Learner):
+    cfg = learner.cfg
+    self.learner = learner
+    # Every worker saves (saving is collective); only the chief's count.
+    self.directory = (rundir.join(cfg.run_dir, rundir.CHECKPOINT_DIR)
+                      if learner.chief
+                      else tempfile.mkdtemp(prefix='hypergan_worker_'))
+    self.latest = tf.train.CheckpointManager(
+        learner.checkpoint, self.directory,
+        max_to_keep=cfg.keep_checkpoints)
+    self.best = None
+    if cfg.validation_size:
+      self.best = tf.train.CheckpointManager(
+          learner.model_checkpoint, rundir.join(self.directory,
+                                                rundir.BEST_DIR),
+          max_to_keep=1)
+
+  def restore(self) -> bool:
+    """Restores the latest checkpoint; True if there was one."""
+    restored = rundir.restore(self.learner.checkpoint,
+                              self.latest.latest_checkpoint)
+    if restored:
+      logging.info('Resumed from %s at step %d.',
+                   self.latest.latest_checkpoint,
+                   int(self.learner.step.numpy()))
+    return restored
+
+  def save(self, clock: float | None = None) -> str | None:
+    """Saves the latest state unless the weights are broken."""
+    learner = self.learner
+    return rundir.save_if_finite(self.latest, learner.step,
+                                 learner.wall_time, learner.variables, clock)
+
+  def save_if_best(self, score: float) -> bool:
+    """Keeps the model as the validation choice if score is the best yet."""
+    learner = self.learner
+    if self.best is None or score <= float(learner.best_score.numpy()):
+      return False
+    learner.best_score.assign(score)
+    self.best.save(checkpoint_number=int(learner.step.numpy()))
+    return True
+
+  def restore_selected(self) -> int:
+    """Restores the validation choice, if any; returns its step."""
+    if self.best is not None and self.best.latest_checkpoint:
+      rundir.restore(self.learner.model_checkpoint,
+                     self.best.latest_checkpoint)
+    return int(self.learner.step.numpy())
+
+  def remove_if_worker(self) -> None:
+    """Non-chief checkpoints only took part in the collective saves."""
+    if not self.learner.chief:
+      shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def selection_score(result: dict[str, float], split: str,
+                    num_members: int) -> float:
+  """Higher is better: ensemble accuracy, or minus its squared error."""
+  accuracy = result.get(f'{split}/accuracy_n{num_members}')
+  if accuracy is not None:
+    return accuracy
+  return -result[f'{split}/mse_n{num_members}']
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+  """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
+  def handler(signum, frame):
+    del signum, frame
+    raise KeyboardInterrupt('SIGTERM')
+  try:
+    previous = signal.signal(signal.SIGTERM, handler)
+  except ValueError:  # Not the main thread: leave signals alone.
+    yield
+    return
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def check_finite(losses: dict[str, float], step: int, run_dir: str) -> None:
+  """Raises NonFiniteLossError naming the step and the broken loss terms."""
+  bad = [name for name, value in losses.items() if not math.isfinite(value)]
+  if not bad:
+    return
+  terms = [name for name in bad if name != 'loss'] or bad  # The cause first.
+  listed = ', '.join(f'{name} = {losses[name]}' for name in terms)
+  raise NonFiniteLossError(
+      f'Training stopped at step {step}: {listed}. The last good checkpoint '
+      f'is kept in {rundir.join(run_dir, rundir.CHECKPOINT_DIR)}; lower '
+      '--learning_rate or set --clipnorm and rerun to resume.')
+
+
+def weights_fingerprint(variables) -> str:
+  """SHA-256 of the variables' bytes: equal runs give equal fingerprints."""
+  digest = hashlib.sha256()
+  for v in variables:
+    digest.update(np.ascontiguousarray(v.numpy()).tobytes())
+  return digest.hexdigest()
+
+
+def fmt(values: dict[str, float]) -> str:
+  return '  '.join(f'{k} {v:.4f}' for k, v in values.items())
+
+
+def _datasets(learner: Learner, start_step: int):
+  """(training, periodic evaluation, test) datasets and the periodic split.
+
+  Periodic evaluation (and the choice of the reported step) uses the
+  held-out validation split; without one, test, and the last step is
+  reported. The test split is then read once, at the end.
+  """
+  cfg = learner.cfg
+  common = dict(data_dir=cfg.data_dir, download=cfg.download,
+                validation_size=cfg.validation_size)
+  train_ds = data.load(cfg.dataset, 'train', learner.examples_per_step,
+                       training=True, seed=cfg.seed, start_batch=start_step,
+                       augment=cfg.augment, **common)
+  # Bounds memory: members x batch feature maps per forward pass.
+  eval_batch = max(1, 10_000 // max(learner.eval_members,
+                                    learner.final_eval_members))
+  test_ds = data.load(cfg.dataset, 'test', eval_batch, training=False,
+                      **common)
+  if not cfg.validation_size:
+    return train_ds, test_ds, test_ds, 'test'
+  eval_ds = data.load(cfg.dataset, 'validation', eval_batch, training=False,
+                      **common)
+  return train_ds, eval_ds, test_ds, 'validation'
+
+
+def run(learner: Learner) -> dict[str, Any]:
+  """Trains (or resumes) a learner in its run directory and evaluates it.
+
+  Returns the results dict that is also written to <run_dir>/results.json.
+  """
+  cfg = learner.cfg
+  checkpoints = Checkpoints(learner)
+  checkpoints.restore()
+  if learner.chief:  # After the restore: a foreign checkpoint fails first.
+    rundir.write_json(rundir.join(cfg.run_dir, rundir.CONFIG_FILE),
+                      cfg.to_dict())
+  start_step = int(learner.step.numpy())
+  clock = time.time() - float(learner.wall_time.numpy())
+  train_ds, eval_ds, test_ds, eval_split = _datasets(learner, start_step)
+  writer = (tf.summary.create_file_writer(rundir.join(cfg.run_dir,
+                                                      'summaries'))
+            if learner.chief else tf.summary.create_noop_writer())
+  prepared = learner.prepare()
+  if start_step == 0:
+    checkpoints.save(clock)
+  # In-memory data has no files to shard: workers split each global batch.
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  batches = iter(learner.strategy.experimental_distribute_dataset(
+      train_ds.with_options(options)))
+  logging.info('Training %s on %s: %d examples per step, steps %d -> %d.',
+               type(learner).__name__, cfg.dataset,
+               learner.examples_per_step, start_step, cfg.steps)
+  window_start, window_steps, sums = time.time(), 0, {}
+  with sigterm_as_interrupt(), writer.as_default():
+    try:
+      while int(learner.step.numpy()) < cfg.steps:
+        losses = learner.train_step(*next(batches))
+        step = int(learner.step.numpy())
+        check_finite(losses, step, cfg.run_dir)
+        for name, value in losses.items():
+          sums[name] = sums.get(name, 0.0) + value
+        window_steps += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+          elapsed = time.time() - window_start
+          means = {k: v / window_steps for k, v in sums.items()}
+          lr = learner.learning_rate()
+          for name, value in means.items():
+            tf.summary.scalar(f'train/{name}', value, step=step)
+          tf.summary.scalar('train/learning_rate', lr, step=step)
+          tf.summary.scalar('train/steps_per_second', window_steps / elapsed,
+                            step=step)
+          logging.info('step %d/%d  %s  lr %.2e  %.2f steps/s  eta %.0f s',
+                       step, cfg.steps, fmt(means), lr,
+                       window_steps / elapsed,
+                       (cfg.steps - step) * elapsed / window_steps)
+          window_start, window_steps, sums = time.time(), 0, {}
+        periodic = step % cfg.eval_every == 0 and step != cfg.steps
+        if periodic or (cfg.validation_size and step == cfg.steps):
+          result = learner.evaluate(eval_ds, learner.eval_members,
+                                    (learner.eval_members,), eval_split)
+          for name, value in result.items():
+            tf.summary.scalar(name, value, step=step)
+          learner.write_summaries(step)
+          best = checkpoints.save_if_best(selection_score(
+              result, eval_split, learner.eval_members))
+          logging.info('step %d  %s%s', step, fmt(result),
+                       '  (best so far)' if best else '')
+        if step % cfg.checkpoint_every == 0:
+          checkpoints.save(clock)
+    except KeyboardInterrupt:
+      logging.warning('Interrupted at step %d; saving a checkpoint.',
+                      int(learner.step.numpy()))
+      checkpoints.save(clock)
+      raise
+    checkpoints.save(clock)
+    steps_done = int(learner.step.numpy())
+    selected_step = checkpoints.restore_selected()
+    final = learner.evaluate(test_ds, learner.final_eval_members,
+                             (1, 5, 10, 100), 'test')
+    for name, value in final.items():
+      tf.summary.scalar(name, value, step=cfg.steps)
+  writer.flush()
+  if selected_step == steps_done:  # Else it would save the chosen weights.
+    checkpoints.save(clock)  # Again, so a resumed run's wall time counts it.
+  results = {
+      **final,
+      **prepared,
+      **learner.describe(),
+      'steps': steps_done,
+      'selected_step': selected_step,
+      'start_step': start_step,
+      'wall_time_s': time.time() - clock,
+      'weights_sha256': weights_fingerprint(learner.variables),
+      'flags': cfg.to_dict(),
+  }
+  checkpoints.remove_if_worker()
+  if not learner.chief:
+    return results
+  path = rundir.join(cfg.run_dir, rundir.RESULTS_FILE)
+  rundir.write_json(path, results)
+  logging.info('Final test: %s; results in %s', fmt(final), path)
+  return results

@@ -1,0 +1,57 @@
+"""Optimizers of every method: Adam / AdamW on a warm-up + cosine schedule.
+
+Configs with the optimizer fields of `config.TrainConfig` (learning_rate,
+lr_schedule, warmup_steps, min_lr_ratio, optimizer, weight_decay, clipnorm,
+adam_beta_1, adam_beta_2, steps) share this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+
+def learning_rate_schedule(cfg: Any,
+                           peak: float | None = None):
+  """Linear warm-up to the peak (default --learning_rate), then cosine decay
+  or constant."""
+  peak = peak or cfg.learning_rate
+  if cfg.lr_schedule == 'cosine':
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if cfg.warmup_steps else peak,
+        decay_steps=cfg.steps - cfg.warmup_steps,
+        alpha=cfg.min_lr_ratio,
+        warmup_target=peak if cfg.warmup_steps else None,
+        warmup_steps=cfg.warmup_steps)
+  if cfg.warmup_steps:
+    return keras.optimizers.schedules.PolynomialDecay(
+        0.0, cfg.warmup_steps, peak, power=1.0)
+  return peak
+
+
+# Variables decoupled weight decay leaves alone (BatchNorm scale and shift,
+# biases), matched as parts of Keras variable names.
+NO_DECAY = ('bias', 'gamma', 'beta')
+
+
+def make_optimizer(cfg: Any, loss_scale: bool = False,
+                   learning_rate: float | None = None
+                   ) -> keras.optimizers.Optimizer:
+  """Adam or AdamW on the schedule; loss-scaled for float16 training.
+
+  Args:
+    cfg: a config with the optimizer fields of `config.TrainConfig`.
+    loss_scale: wrap in a LossScaleOptimizer (float16).
+    learning_rate: peak learning rate (default cfg.learning_rate).
+  """
+  decay = cfg.weight_decay or None
+  kwargs = dict(learning_rate=learning_rate_schedule(cfg, learning_rate),
+                beta_1=cfg.adam_beta_1, beta_2=cfg.adam_beta_2,
+                global_clipnorm=cfg.clipnorm or None, weight_decay=decay)
+  optimizer = (keras.optimizers.AdamW if cfg.optimizer == 'adamw'
+               else keras.optimizers.Adam)(**kwargs)
+  if decay:
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
+  return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else (
+      optimizer)

@@ -1,0 +1,137 @@
+"""Run directories: config and results files, and checkpoints, on any filesystem.
+
+Everything goes through `tf.io.gfile` and `tf.train`, so a run directory can
+be local, on a bucket (`gs://...`) or in TensorFlow's in-memory filesystem
+(`ram://...`). A run directory holds:
+
+    config.json         the flags of the run (written before training)
+    results.json        written when the run reaches its --steps
+    checkpoints/        the latest checkpoints (full training state)
+    checkpoints/best/   the networks chosen on validation (if any)
+    summaries/          TensorBoard events
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from typing import Any, Iterable
+
+from absl import logging
+import tensorflow as tf
+
+CONFIG_FILE = 'config.json'
+RESULTS_FILE = 'results.json'  # Written when a run reaches its --steps.
+CHECKPOINT_DIR = 'checkpoints'
+BEST_DIR = 'best'  # Under checkpoints/: the step chosen on validation.
+
+
+def join(*parts: str) -> str:
+  """Joins path parts with '/', which every TensorFlow filesystem takes."""
+  return posixpath.join(*parts)
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes a file atomically (temp file + rename): never half-written.
+
+  Filesystems without an atomic rename (object stores) still never show a
+  half-written file under `path`: the temp file is renamed when complete.
+  """
+  directory = posixpath.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  tmp = f'{path}.tmp-{time.time_ns()}'
+  with tf.io.gfile.GFile(tmp, 'w') as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+  """Writes JSON atomically (see `write_text`)."""
+  write_text(path, json.dumps(payload, indent=2, sort_keys=True))
+
+
+def read_json(path: str) -> dict[str, Any]:
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def read_config(run_dir: str, made_by: str = 'scripts/train.py'
+                ) -> dict[str, Any]:
+  """The flags a run was trained with.
+
+  Raises:
+    FileNotFoundError: run_dir is not a run directory.
+  """
+  path = join(run_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'{path} not found: {run_dir!r} is not a run '
+                            f'directory of {made_by}.')
+  return read_json(path)
+
+
+def all_finite(variables: Iterable[tf.Variable]) -> bool:
+  return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
+
+
+def save_if_finite(manager: tf.train.CheckpointManager | None,
+                   step: tf.Variable, wall_time: tf.Variable, variables,
+                   clock: float | None = None) -> str | None:
+  """Saves a checkpoint numbered by step, unless variables are not finite.
+
+  Args:
+    clock: time.time() at which this run would have started had it never
+      stopped; sets the run's recorded wall time.
+
+  Returns:
+    The checkpoint path, or None (no manager, or broken weights: the last
+    good checkpoint stays the latest).
+  """
+  if manager is None:
+    return None
+  if clock is not None:
+    wall_time.assign(time.time() - clock)
+  if not all_finite(variables):
+    logging.error('Not saving step %d: weights are not finite.',
+                  int(step.numpy()))
+    return None
+  number = int(step.numpy())
+  # Saving a step again (e.g. to record the final wall time) rewrites its
+  # files; some filesystems (ram://) append to an existing file instead.
+  for path in tf.io.gfile.glob(join(manager.directory, f'ckpt-{number}.*')):
+    tf.io.gfile.remove(path)
+  return manager.save(checkpoint_number=number)
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str | None,
+            partial: bool = False) -> bool:
+  """Restores path into checkpoint; False if path is None.
+
+  Args:
+    partial: the checkpoint holds more than `checkpoint` asks for (an
+      inference model restored from a training checkpoint); skips the
+      warnings about unused values.
+
+  Raises:
+    RuntimeError: the checkpoint is truncated or of another model.
+  """
+  if path is None:
+    return False
+  try:
+    status = checkpoint.restore(path)
+    if partial:
+      status.expect_partial()
+    status.assert_existing_objects_matched()
+  except Exception as e:  # Truncated files raise IndexError, others vary.
+    raise RuntimeError(
+        f'Checkpoint {path} cannot be restored into this model ({e}). It is '
+        'corrupt or was written with other flags; use the original flags or '
+        'a fresh --run_dir.') from e
+  return True
+
+
+def selected_checkpoint(run_dir: str) -> str | None:
+  """The checkpoint a run reports: chosen on validation, else the latest."""
+  return (tf.train.latest_checkpoint(join(run_dir, CHECKPOINT_DIR, BEST_DIR))
+          or tf.train.latest_checkpoint(join(run_dir, CHECKPOINT_DIR)))
