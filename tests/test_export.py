@@ -37,6 +37,13 @@ _CLIENT = textwrap.dedent('''
         images=images, **params)['logits']
     pred = model.signatures['predict'](images=images,
                                        num_networks=tf.constant(7))
+    seeded = {name: model.signatures['predict_seeded'](
+        images=images, num_networks=tf.constant(7), seed=tf.constant(seed))
+              for name, seed in (('a', 3), ('b', 3), ('c', 4))}
+    seeded_params = model.signatures['sample_parameters_seeded'](
+        num_networks=tf.constant(7), seed=tf.constant(3))
+    seeded_logits = model.signatures['predict_with_parameters'](
+        images=images, **seeded_params)['logits']
     errors = {}
     bad_calls = {
         'zero_networks': lambda: model.signatures['predict'](
@@ -50,6 +57,19 @@ _CLIENT = textwrap.dedent('''
         'wrong_dtype': lambda: model.signatures['predict'](
             images=tf.zeros([2, 28, 28, 1], tf.uint8),
             num_networks=tf.constant(2)),
+        'seeded_zero_networks': lambda: model.signatures['predict_seeded'](
+            images=images, num_networks=tf.constant(0), seed=tf.constant(1)),
+        'seed_float': lambda: model.signatures['predict_seeded'](
+            images=images, num_networks=tf.constant(2), seed=tf.constant(1.5)),
+        'seed_vector': lambda: model.signatures['predict_seeded'](
+            images=images, num_networks=tf.constant(2),
+            seed=tf.constant([1, 2])),
+        'seed_missing': lambda: model.signatures['predict_seeded'](
+            images=images, num_networks=tf.constant(2)),
+        'num_networks_float': lambda: model.signatures['predict'](
+            images=images, num_networks=tf.constant(2.0)),
+        'num_networks_vector': lambda: model.signatures['predict'](
+            images=images, num_networks=tf.constant([2, 3])),
     }
     for name, call in bad_calls.items():
       try:
@@ -59,7 +79,9 @@ _CLIENT = textwrap.dedent('''
         errors[name] = str(e)[:2000]
     np.savez(out, logits=logits.numpy(), **{k: v.numpy() for k, v in
              params.items()}, **{'pred_' + k: v.numpy() for k, v in
-             pred.items()})
+             pred.items()}, **{f'seeded_{name}_{k}': v.numpy()
+             for name, res in seeded.items() for k, v in res.items()},
+             seeded_logits=seeded_logits.numpy())
     with open(out + '.errors.json', 'w') as f:
       json.dump(errors, f)
 ''')
@@ -114,6 +136,33 @@ def test_isolated_client_matches_in_process_pass(exported, tmp_path):
   assert 'num_networks must be in [1, 50]' in errors['zero_networks']
   assert 'num_networks must be in [1, 50]' in errors['too_many_networks']
   assert 'images must be float32 pixels in [0, 1]' in errors['pixels_0_255']
+  assert 'num_networks must be in [1, 50]' in errors['seeded_zero_networks']
+  assert ('Shape of tensor images [2,32,32,3] is not compatible'
+          in errors['wrong_shape'])
+  assert "missing a required argument: 'seed'" in errors['seed_missing']
+  assert 'expected to be a int32 tensor' in errors['seed_float']
+  assert 'expected to be a int32 tensor' in errors['num_networks_float']
+  assert ('Shape of tensor seed [2] is not compatible with expected shape []'
+          in errors['seed_vector'])
+  assert ('Shape of tensor num_networks [2] is not compatible'
+          in errors['num_networks_vector'])
+
+  # One seed names one ensemble: in this process, across processes, and
+  # sample_parameters_seeded returns exactly the networks predict_seeded used.
+  for k in ('probabilities', 'entropy', 'member_probabilities'):
+    np.testing.assert_array_equal(got[f'seeded_a_{k}'], got[f'seeded_b_{k}'])
+  assert np.abs(got['seeded_a_member_probabilities'] -
+                got['seeded_c_member_probabilities']).max() > 1e-3
+  np.testing.assert_allclose(
+      tf.nn.softmax(got['seeded_logits']).numpy().transpose(1, 0, 2),
+      got['seeded_a_member_probabilities'], rtol=1e-4, atol=1e-5)
+  module = export.ServingModule(training.load_trainer(str(run_dir)).hypernet,
+                                max_networks=50)
+  here = module.predict_seeded(tf.constant(images), tf.constant(7),
+                               tf.constant(3))
+  for k in ('probabilities', 'entropy', 'member_probabilities'):
+    np.testing.assert_allclose(here[k], got[f'seeded_a_{k}'], rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_predict_in_chunks_equals_one_pass(exported):
@@ -124,6 +173,45 @@ def test_predict_in_chunks_equals_one_pass(exported):
   whole = targets.apply(trainer.spec, params, x)
   chunked = targets.apply_in_chunks(trainer.spec, params, x, 10)
   np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_chunks_over_networks_equal_one_pass(exported):
+  """7 networks in chunks of 3 (3 + 3 + 1), 5 images in chunks of 2."""
+  run_dir, _ = exported
+  hypernet = training.load_trainer(str(run_dir)).hypernet
+  chunked = export.ServingModule(hypernet, 50, network_chunk_size=3,
+                                 image_chunk_size=2)
+  whole = export.ServingModule(hypernet, 50, network_chunk_size=7,
+                               image_chunk_size=5)  # One chunk of each.
+  x = tf.random.uniform((5, 28, 28, 1), seed=1)
+  n, seed = tf.constant(7), tf.constant(11)
+  params = whole.sample_parameters_seeded(n, seed)
+  np.testing.assert_array_equal(
+      chunked.sample_parameters_seeded(n, seed)['layer_1_kernel'],
+      params['layer_1_kernel'])
+  pairs = [(params[f'layer_{i}_kernel'], params[f'layer_{i}_bias'])
+           for i in range(len(hypernet.spec.layers))]
+  members = tf.nn.softmax(targets.apply(hypernet.spec, pairs, x)).numpy()
+  for module in (chunked, whole):
+    out = module.predict_seeded(x, n, seed)
+    np.testing.assert_allclose(out['member_probabilities'],
+                               members.transpose(1, 0, 2), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(out['probabilities'], members.mean(0),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        module.predict_with_parameters(x, *[
+            params[name] for name in export._param_names(hypernet.spec)
+        ])['logits'],
+        targets.apply(hypernet.spec, pairs, x), rtol=1e-4, atol=1e-4)
+  assert chunked.predict(x, n)['member_probabilities'].shape == (5, 7, 10)
+
+
+def test_bad_chunk_sizes_are_refused(exported):
+  run_dir, _ = exported
+  hypernet = training.load_trainer(str(run_dir)).hypernet
+  with pytest.raises(ValueError, match='network_chunk_size must be >= 1'):
+    export.ServingModule(hypernet, network_chunk_size=0)
 
 
 def test_existing_export_dir_is_refused(exported):
