@@ -8,7 +8,13 @@ Importing the package registers every built-in method (HyperGAN and the
 baselines) with `members`, so `load` reads any run directory.
 """
 
-from hypergan_tf.api import load
-from hypergan_tf.api import Model
+import os
+
+# TensorFlow's C++ start-up lines (CUDA probing, CPU features) say nothing a
+# user of this package can act on; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from hypergan_tf.api import load  # pylint: disable=g-import-not-at-top
+from hypergan_tf.api import Model  # pylint: disable=g-import-not-at-top
 
 __all__ = ['load', 'Model']

@@ -16,13 +16,16 @@ import hashlib
 import math
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from typing import Any, Iterable, Protocol
 
 from absl import logging
+import keras
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams
 
 from hypergan_tf import data
 from hypergan_tf import rundir
@@ -166,6 +169,30 @@ def sigterm_as_interrupt():
     signal.signal(signal.SIGTERM, previous)
 
 
+# Exit codes of a run stopped by Ctrl-C / SIGTERM after saving (128 + signal).
+INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def script_errors():
+  """Ends a training script with one line and no traceback.
+
+  Bad input or a broken run: 'error: ...' and exit 1. Ctrl-C or SIGTERM
+  (after the loop saved a checkpoint): one line and exit 128 + signal.
+  """
+  try:
+    yield
+  except KeyboardInterrupt as e:
+    signum = signal.SIGTERM if str(e) == 'SIGTERM' else signal.SIGINT
+    print(f'Stopped by {signal.Signals(signum).name}; the checkpoint is '
+          'saved. Rerun the same command to resume.', file=sys.stderr)
+    raise SystemExit(128 + signum) from None
+  except (ValueError, data.DatasetNotFoundError, RuntimeError,
+          NonFiniteLossError) as e:
+    logging.error('%s', e)
+    raise SystemExit(f'error: {e}') from None
+
+
 def check_finite(losses: dict[str, float], step: int, run_dir: str) -> None:
   """Raises NonFiniteLossError naming the step and the broken loss terms."""
   bad = [name for name, value in losses.items() if not math.isfinite(value)]
@@ -236,6 +263,9 @@ def run(learner: Learner) -> dict[str, Any]:
   prepared = learner.prepare()
   if start_step == 0:
     checkpoints.save(clock)
+    with writer.as_default():  # The run's flags, for TensorBoard's HParams tab.
+      hparams.hparams({k: v for k, v in cfg.to_dict().items()
+                       if isinstance(v, (bool, int, float, str))})
   # In-memory data has no files to shard: workers split each global batch.
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = (
@@ -246,12 +276,17 @@ def run(learner: Learner) -> dict[str, Any]:
                type(learner).__name__, cfg.dataset,
                learner.examples_per_step, start_step, cfg.steps)
   window_start, window_steps, sums = time.time(), 0, {}
+  # On a terminal a progress bar; in logs (nohup, CI) the periodic lines.
+  progress = (keras.utils.Progbar(cfg.steps)
+              if sys.stderr.isatty() and learner.chief else None)
   with sigterm_as_interrupt(), writer.as_default():
     try:
       while int(learner.step.numpy()) < cfg.steps:
         losses = learner.train_step(*next(batches))
         step = int(learner.step.numpy())
         check_finite(losses, step, cfg.run_dir)
+        if progress:
+          progress.update(step, list(losses.items()))
         for name, value in losses.items():
           sums[name] = sums.get(name, 0.0) + value
         window_steps += 1
@@ -264,10 +299,11 @@ def run(learner: Learner) -> dict[str, Any]:
           tf.summary.scalar('train/learning_rate', lr, step=step)
           tf.summary.scalar('train/steps_per_second', window_steps / elapsed,
                             step=step)
-          logging.info('step %d/%d  %s  lr %.2e  %.2f steps/s  eta %.0f s',
-                       step, cfg.steps, fmt(means), lr,
-                       window_steps / elapsed,
-                       (cfg.steps - step) * elapsed / window_steps)
+          if not progress:
+            logging.info('step %d/%d  %s  lr %.2e  %.2f steps/s  eta %.0f s',
+                         step, cfg.steps, fmt(means), lr,
+                         window_steps / elapsed,
+                         (cfg.steps - step) * elapsed / window_steps)
           window_start, window_steps, sums = time.time(), 0, {}
         periodic = step % cfg.eval_every == 0 and step != cfg.steps
         if periodic or (cfg.validation_size and step == cfg.steps):

@@ -21,6 +21,7 @@ from typing import Sequence
 from absl import logging
 
 from hypergan_tf import figures
+from hypergan_tf import loop
 from hypergan_tf import paper_tables
 from hypergan_tf import rundir
 
@@ -219,9 +220,12 @@ def run(stages: Sequence[Stage], runs_root: str, budget: str,
     entry.update(steps=stage.steps, budget=budget, exit_code=code,
                  finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     rundir.write_json(record_path, record)
-    if code < 0:  # Killed by a signal: a training stage kept its checkpoint.
+    # Killed by a signal, or stopped by one after saving (exit 128 + signal):
+    # a training stage kept its checkpoint.
+    signum = -code if code < 0 else code - 128 if code in loop.INTERRUPTED else 0
+    if signum:
       raise StageFailedError(
-          f'{stage.name} was stopped by signal {-code} after {seconds:.0f} '
+          f'{stage.name} was stopped by signal {signum} after {seconds:.0f} '
           f's; rerun the same command to resume. Log: {log_path}.')
     if code:
       raise StageFailedError(

@@ -357,11 +357,15 @@ class Trainer:
     return float(self.g_optimizer.learning_rate)
 
   def write_summaries(self, step: int) -> None:
-    """Histograms of the generated weights of the evaluated networks."""
-    for i, (kernel, bias) in enumerate(
-        self.sample_eval_params(self.eval_members)):
+    """Generated weights of the evaluated networks: histograms, and the
+    first layer's filters as images (one row of filters per network)."""
+    params = self.sample_eval_params(self.eval_members)
+    for i, (kernel, bias) in enumerate(params):
       tf.summary.histogram(f'weights/layer_{i}_kernel', kernel, step)
       tf.summary.histogram(f'weights/layer_{i}_bias', bias, step)
+    kernel = params[0][0]
+    if kernel.shape.rank == 5:  # Conv [N, h, w, c_in, c_out].
+      tf.summary.image('weights/layer_0_filters', filter_grid(kernel), step)
 
   def describe(self) -> dict[str, Any]:
     return {
@@ -370,6 +374,19 @@ class Trainer:
         'num_parameters_hypernet': int(sum(
             np.prod(v.shape) for v in self.hypernet.trainable_variables)),
     }
+
+
+def filter_grid(kernel: tf.Tensor, max_filters: int = 16) -> tf.Tensor:
+  """First-layer conv kernels [N, h, w, c, f] as one image per network:
+  [N, h, w * f', c'] with each filter scaled to [0, 1] (c' = 1 or 3)."""
+  kernel = kernel[..., :max_filters]
+  if kernel.shape[3] not in (1, 3):
+    kernel = tf.reduce_mean(kernel, axis=3, keepdims=True)
+  low = tf.reduce_min(kernel, axis=[1, 2, 3], keepdims=True)
+  high = tf.reduce_max(kernel, axis=[1, 2, 3], keepdims=True)
+  kernel = (kernel - low) / tf.maximum(high - low, 1e-12)
+  n, h, w, c, f = kernel.shape
+  return tf.reshape(tf.transpose(kernel, [0, 1, 4, 2, 3]), [n, h, f * w, c])
 
 
 def load_config(run_dir: str) -> config_lib.TrainConfig:

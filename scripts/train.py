@@ -4,10 +4,8 @@ Rerunning the same command resumes from the latest checkpoint in --run_dir.
 """
 
 from absl import app
-from absl import logging
 
 from hypergan_tf import config
-from hypergan_tf import data
 from hypergan_tf import loop
 from hypergan_tf import training
 
@@ -17,13 +15,8 @@ config.define_flags()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  try:
-    cfg = config.from_flags()
-    training.train(cfg)
-  except (ValueError, data.DatasetNotFoundError, RuntimeError,
-          loop.NonFiniteLossError) as e:
-    logging.error('%s', e)
-    raise SystemExit(f'error: {e}') from None
+  with loop.script_errors():
+    training.train(config.from_flags())
 
 
 if __name__ == '__main__':

@@ -9,10 +9,8 @@ scripts/compare.py read the run directory like a HyperGAN's.
 """
 
 from absl import app
-from absl import logging
 
 from hypergan_tf import baselines
-from hypergan_tf import data
 from hypergan_tf import loop
 
 baselines.define_flags()
@@ -21,12 +19,8 @@ baselines.define_flags()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  try:
+  with loop.script_errors():
     baselines.train(baselines.from_flags())
-  except (ValueError, data.DatasetNotFoundError, RuntimeError,
-          loop.NonFiniteLossError) as e:
-    logging.error('%s', e)
-    raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

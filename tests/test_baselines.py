@@ -12,16 +12,16 @@ import tensorflow as tf
 
 from hypergan_tf import baselines
 from hypergan_tf import data
+from hypergan_tf import loop
 from hypergan_tf import members
 from hypergan_tf import targets
-from hypergan_tf import training
 from tests.conftest import REPO
 
 ARCHIVE_DIR = REPO.parent / 'shared' / 'data'
 # Small enough to train a few steps in seconds on CPU.
 TINY = dict(num_members=3, batch_size=8, steps=4, log_every=2, eval_every=2,
             eval_members=3, final_eval_members=3, checkpoint_every=2,
-            eval_split='test[:64]', download=False)
+            download=False)
 SPEC = targets.get_target('mnist')
 
 
@@ -84,7 +84,7 @@ def test_trains_and_loads_as_members(method, trained, images):
   assert json.loads((run_dir / 'config.json').read_text())['method'] == method
 
   model = members.load(str(run_dir))  # Dispatches on config.json's method.
-  assert isinstance(model, baselines.BaselineMembers)
+  assert isinstance(model, members.Loaded)
   assert model.step == 4 and model.num_classes == 10
   assert model.max_members == (3 if method == 'ensemble' else None)
   params = model.sample(3, seed=0)
@@ -162,9 +162,9 @@ def test_resume_continues_exactly(tfds_dir, tmp_path):
   first = baselines.BaselineTrainer(cfg, num_train_examples=60_000)
   for _ in range(2):
     first.train_step(*batch)
-  first.save()
+  loop.Checkpoints(first).save()
   second = baselines.BaselineTrainer(cfg, num_train_examples=60_000)
-  assert second.restore()
+  assert loop.Checkpoints(second).restore()
   assert int(second.step.numpy()) == 2
   for a, b in zip(first.model.weights, second.model.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -190,7 +190,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(
     self.step.assign_add(1)
     return {'loss': float('nan')}
   monkeypatch.setattr(baselines.BaselineTrainer, 'train_step', broken_step)
-  with pytest.raises(training.NonFiniteLossError, match='step 1: loss'):
+  with pytest.raises(loop.NonFiniteLossError, match='step 1: loss'):
     baselines.train(_cfg('mc_dropout', str(tmp_path), data_dir=tfds_dir,
                          checkpoint_every=1))
   latest = tf.train.latest_checkpoint(str(tmp_path / 'checkpoints'))

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from hypergan_tf import config
 from hypergan_tf import export
+from hypergan_tf import members
 from hypergan_tf import targets
 from hypergan_tf import training
 from tests.conftest import REPO
@@ -156,7 +157,7 @@ def test_isolated_client_matches_in_process_pass(exported, tmp_path):
   np.testing.assert_allclose(
       tf.nn.softmax(got['seeded_logits']).numpy().transpose(1, 0, 2),
       got['seeded_a_member_probabilities'], rtol=1e-4, atol=1e-5)
-  module = export.ServingModule(training.load_trainer(str(run_dir)).hypernet,
+  module = export.ServingModule(members.load(str(run_dir)).hypernet,
                                 max_networks=50)
   here = module.predict_seeded(tf.constant(images), tf.constant(7),
                                tf.constant(3))
@@ -167,7 +168,7 @@ def test_isolated_client_matches_in_process_pass(exported, tmp_path):
 
 def test_predict_in_chunks_equals_one_pass(exported):
   run_dir, _ = exported
-  trainer = training.load_trainer(str(run_dir))
+  trainer = members.load(str(run_dir))
   params = trainer.hypernet.sample(4)
   x = tf.random.uniform((37, 28, 28, 1), seed=5)
   whole = targets.apply(trainer.spec, params, x)
@@ -178,7 +179,7 @@ def test_predict_in_chunks_equals_one_pass(exported):
 def test_chunks_over_networks_equal_one_pass(exported):
   """7 networks in chunks of 3 (3 + 3 + 1), 5 images in chunks of 2."""
   run_dir, _ = exported
-  hypernet = training.load_trainer(str(run_dir)).hypernet
+  hypernet = members.load(str(run_dir)).hypernet
   chunked = export.ServingModule(hypernet, 50, network_chunk_size=3,
                                  image_chunk_size=2)
   whole = export.ServingModule(hypernet, 50, network_chunk_size=7,
@@ -209,14 +210,14 @@ def test_chunks_over_networks_equal_one_pass(exported):
 
 def test_bad_chunk_sizes_are_refused(exported):
   run_dir, _ = exported
-  hypernet = training.load_trainer(str(run_dir)).hypernet
+  hypernet = members.load(str(run_dir)).hypernet
   with pytest.raises(ValueError, match='network_chunk_size must be >= 1'):
     export.ServingModule(hypernet, network_chunk_size=0)
 
 
 def test_existing_export_dir_is_refused(exported):
   run_dir, export_dir = exported
-  trainer = training.load_trainer(str(run_dir))
+  trainer = members.load(str(run_dir))
   with pytest.raises(FileExistsError, match='--overwrite'):
     export.export(trainer.hypernet, str(export_dir))
 

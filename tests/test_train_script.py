@@ -84,6 +84,24 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
                                 [expected[s] for s in after])
 
 
+def test_sigterm_saves_and_exits_with_one_line(tfds_dir, tmp_path):
+  process = subprocess.Popen(_command(tmp_path), cwd=REPO, env=_env(tfds_dir),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+  deadline = time.time() + 300
+  while _latest_checkpoint_step(tmp_path) < 10 and time.time() < deadline:
+    assert process.poll() is None, 'training ended before the signal'
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 128 + signal.SIGTERM
+  assert 'Traceback' not in stderr
+  assert 'Stopped by SIGTERM; the checkpoint is saved' in stderr
+  logged = [line for line in stderr.splitlines() if 'Interrupted at step' in line]
+  stopped_at = int(logged[-1].split('Interrupted at step ')[1].split(';')[0])
+  assert _latest_checkpoint_step(tmp_path) == stopped_at
+
+
 @pytest.fixture(scope='module')
 def trained_run(tfds_dir, tmp_path_factory):
   """A finished tiny run directory (config.json + checkpoints)."""

@@ -9,6 +9,9 @@ import tensorflow as tf
 
 from hypergan_tf import config
 from hypergan_tf import data
+from hypergan_tf import loop
+from hypergan_tf import members
+from hypergan_tf import rundir
 from hypergan_tf import training
 from tests.conftest import TINY
 
@@ -104,13 +107,13 @@ def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path):
   first = training.Trainer(cfg)
   for _ in range(3):
     first.train_step(images, labels)
-  first.save()
+  loop.Checkpoints(first).save()
   saved = _state(first)
 
   second = training.Trainer(cfg)
   assert any(not np.array_equal(saved[k], v)
              for k, v in _state(second).items())
-  assert second.restore()
+  assert loop.Checkpoints(second).restore()
   restored = _state(second)
   assert saved.keys() == restored.keys()
   for key, value in saved.items():
@@ -124,32 +127,33 @@ def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path):
 
 def test_corrupt_checkpoint_gives_clear_error(batch, tmp_path):
   cfg = _cfg(str(tmp_path), batch_size=32)
-  trainer = training.Trainer(cfg)
-  path = trainer.save()
+  path = loop.Checkpoints(training.Trainer(cfg)).save()
   with open(path + '.data-00000-of-00001', 'r+b') as f:
     f.truncate(100)
   with pytest.raises(RuntimeError, match='cannot be restored'):
-    training.Trainer(cfg).restore()
+    loop.Checkpoints(training.Trainer(cfg)).restore()
 
 
 def test_foreign_checkpoint_gives_clear_error(tmp_path):
-  training.Trainer(_cfg(str(tmp_path))).save()
+  loop.Checkpoints(training.Trainer(_cfg(str(tmp_path)))).save()
   with pytest.raises(RuntimeError, match='other flags'):
-    training.Trainer(_cfg(str(tmp_path), code_dim=4)).restore()
+    loop.Checkpoints(training.Trainer(_cfg(str(tmp_path), code_dim=4))
+                     ).restore()
 
 
 def test_evaluate_reports_single_and_ensemble(batch):
   images, labels = batch
   trainer = training.Trainer(_cfg(batch_size=32))
   result = trainer.evaluate([(images, labels)], 4, (1, 4, 10))
-  assert set(result) == {'accuracy_single', 'accuracy_single_std',
-                         'accuracy_ensemble_1', 'accuracy_ensemble_4'}
+  assert {'test/accuracy_n1', 'test/accuracy_n1_std',
+          'test/accuracy_n4'} <= set(result)
+  assert 'test/accuracy_n10' not in result  # Only 4 networks.
   params = trainer.sample_eval_params(4)
   from hypergan_tf import targets  # pylint: disable=g-import-not-at-top
   logits = targets.apply(trainer.spec, params, images).numpy()
   per_net = (logits.argmax(-1) == labels.numpy()).mean(1)
-  assert result['accuracy_single'] == pytest.approx(per_net.mean())
-  assert result['accuracy_ensemble_1'] == pytest.approx(per_net[0])
+  assert result['test/accuracy_n1'] == pytest.approx(per_net.mean())
+  assert result['test/accuracy_n1_std'] == pytest.approx(per_net.std())
 
 
 def test_train_writes_results_and_resumes(tfds_dir, tmp_path):
@@ -157,12 +161,12 @@ def test_train_writes_results_and_resumes(tfds_dir, tmp_path):
   results = training.train(cfg)
   with open(tmp_path / 'results.json') as f:
     written = json.load(f)
-  for key in ('test_accuracy_single', 'test_accuracy_ensemble_10', 'steps',
+  for key in ('test/accuracy_n1', 'test/accuracy_n10', 'steps',
               'wall_time_s', 'flags'):
     assert key in written
   assert written['steps'] == 6 == results['steps']
   assert written['flags']['num_networks'] == 4
-  assert 0.0 <= written['test_accuracy_single'] <= 1.0
+  assert 0.0 <= written['test/accuracy_n1'] <= 1.0
   assert os.listdir(tmp_path / 'summaries')
   # Asking for more steps resumes from step 6 instead of starting over.
   more = training.train(config.TrainConfig(
@@ -183,19 +187,19 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(
     poison = lambda i, images: tf.where(i == 2, images * np.nan, images)
     return ds.enumerate().map(lambda i, b: (poison(i, b[0]), b[1]))
 
-  monkeypatch.setattr(training.data, 'load', load_with_poisoned_third_batch)
+  monkeypatch.setattr(loop.data, 'load', load_with_poisoned_third_batch)
   cfg = _cfg(str(tmp_path), data_dir=tfds_dir, download=False,
              checkpoint_every=2)
-  with pytest.raises(training.NonFiniteLossError,
+  with pytest.raises(loop.NonFiniteLossError,
                      match=r'at step 3: task_loss = (nan|inf)\. The last good'):
     training.train(cfg)
   trainer = training.load_trainer(str(tmp_path))
   assert int(trainer.step.numpy()) == 2  # Not the broken step 3.
-  assert trainer.weights_finite()
+  assert rundir.all_finite(trainer.variables)
 
 
 def test_resuming_with_another_model_shape_is_refused(tmp_path):
-  (tmp_path / training.CONFIG_FILE).write_text(
+  (tmp_path / rundir.CONFIG_FILE).write_text(
       json.dumps(_cfg(str(tmp_path)).to_dict()))
   with pytest.raises(ValueError, match=r'--code_dim=8 \(now 4\).*fresh'):
     training.check_same_model(_cfg(str(tmp_path), code_dim=4))
@@ -255,15 +259,16 @@ def test_validation_chooses_the_reported_checkpoint(tfds_dir, tmp_path):
   cfg = _cfg(str(tmp_path), data_dir=tfds_dir, download=False,
              validation_size=500, steps=8, eval_every=2)
   results = training.train(cfg)
-  best_dir = tmp_path / 'checkpoints' / training.BEST_DIR
+  best_dir = tmp_path / 'checkpoints' / rundir.BEST_DIR
   best_step = int(tf.train.latest_checkpoint(str(best_dir)).rsplit('-', 1)[1])
   assert results['selected_step'] == best_step
   assert results['steps'] == 8 and best_step in (2, 4, 6, 8)
   # Loading the run gives the selected networks, not the last ones.
-  assert int(training.load_trainer(str(tmp_path)).step.numpy()) == best_step
+  assert members.load(str(tmp_path)).step == best_step
+  assert int(training.load_trainer(str(tmp_path)).step.numpy()) == 8
   summaries = tf.io.gfile.glob(str(tmp_path / 'summaries' / 'events*'))
   tags = {v.tag for path in summaries
           for e in tf.compat.v1.train.summary_iterator(path)
           for v in e.summary.value}
-  assert 'validation/accuracy_ensemble_2' in tags
-  assert 'test/accuracy_ensemble_2' not in tags  # Test is read once, at the end.
+  assert 'validation/accuracy_n2' in tags
+  assert 'test/accuracy_n2' not in tags  # Test is read once, at the end.
