@@ -360,9 +360,9 @@ def _details(results: dict[str, float], cfg: attacks.AdversarialConfig
   lines = []
   if 'paper' in cfg.protocols:
     lines += ['### Paper protocol', '',
-              '| attack | ε | kept | source fooled | mean steps | N | '
-              'det. 5% | det. 1% | AUROC | accuracy on kept | '
-              'mean entropy | det. 5%, authors\' scale |',
+              '| attack | ε | kept | source fooled % | mean steps | N | '
+              'det. 5% | det. 1% | AUROC % | accuracy on kept % | '
+              'mean entropy (nats) | det. 5%, authors\' scale |',
               '|' + '---|' * 12]
     for attack in cfg.attacks:
       for eps in cfg.epsilons:
@@ -384,9 +384,9 @@ def _details(results: dict[str, float], cfg: attacks.AdversarialConfig
     lines.append('')
   if 'strong' in cfg.protocols:
     lines += ['### Strong protocol (fresh ensemble)', '',
-              '| attack | ε | N | det. 5% | det. 1% | AUROC | accuracy | '
+              '| attack | ε | N | det. 5% | det. 1% | AUROC % | accuracy % | '
               'successful | det. 5% succ. | det. 1% succ. | '
-              'accuracy succ. |', '|' + '---|' * 11]
+              'accuracy succ. % |', '|' + '---|' * 11]
     for attack in cfg.attacks:
       for eps in cfg.epsilons:
         for n in cfg.ensemble_sizes:
@@ -424,6 +424,11 @@ def protocols_markdown(label: str, results: dict[str, float],
       protocols_table(label, results, cfg),
       input_scale_note(results, cfg),
       '## Details', '',
+      'Detection rates (det.) in % of the scored examples. Paper: `kept` '
+      'successful examples of images the source classifies correctly, '
+      '`mean steps` to the first success. Strong: `successful` = images the '
+      'attacked ensemble classifies correctly when clean and wrongly when '
+      'attacked.', '',
       _details(results, cfg)])
 
 
