@@ -10,8 +10,9 @@ baselines) with `members`, so `load` reads any run directory.
 
 import os
 
-# TensorFlow's C++ start-up lines (CUDA probing, CPU features) say nothing a
-# user of this package can act on; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
+# TensorFlow's C++ INFO and WARNING lines say nothing a user of this package
+# can act on; set TF_CPP_MIN_LOG_LEVEL=0 to see them. (TF 2.21 prints its
+# CUDA-probe lines before reading this variable.)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from hypergan_tf.api import load  # pylint: disable=g-import-not-at-top

@@ -26,23 +26,26 @@ Two experiments:
   (`transfer_fooled`), the same over the images that also fool the source
   (`transfer_fooled_successful`), the fraction fooling all T networks, and
   the source's own fooling rate.
-- Ensembles (Figure 5): for each size N, sample an ensemble, attack its
-  fused logits, evaluate the examples on it ('attacked') and on a freshly
-  sampled ensemble of the same size ('fresh', a different seed; the
-  paper's protocol). Detection: an input is flagged when its ensemble
+- The strong protocol (Figure 5, `ensemble_attacks`): for each size N,
+  sample an ensemble, attack its fused logits, evaluate the examples on it
+  ('attacked') and on a freshly sampled ensemble of the same size ('fresh',
+  a different seed). Detection: an input is flagged when its ensemble
   entropy exceeds the threshold at the (1 - fpr) quantile of the same
   ensemble's entropies on the clean versions of the attacked test images
   (so fpr = 5% of clean images are flagged); the detection rate is the
   fraction of all adversarial inputs flagged, whether or not the attack
-  changed the prediction.
+  changed the prediction, and also over the successful ones only.
+
+The paper's own protocol (one sampled network attacked with an early-stopped
+iterative FGSM, successful examples scored on fresh ensembles) and the
+driver that runs both are in `adversarial_protocols.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
-from typing import Any, Sequence
+from typing import Any
 
 from absl import logging
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
@@ -64,6 +67,14 @@ def fused_logits(member_logits: tf.Tensor) -> tf.Tensor:
           tf.math.log(n))
 
 
+def mean_logits(member_logits: tf.Tensor) -> tf.Tensor:
+  """Mean of the members' logits: how the authors fused ordinary ensembles."""
+  return tf.reduce_mean(member_logits, axis=0)
+
+
+FUSIONS = {'softmax': fused_logits, 'logits': mean_logits}
+
+
 def entropy_threshold(clean_entropy: np.ndarray, fpr: float = 0.05) -> float:
   """Entropy above which at most a fraction fpr of clean inputs lie."""
   if not 0.0 < fpr < 1.0:
@@ -81,7 +92,7 @@ def detection_rate(entropy: np.ndarray, threshold: float) -> float:
   return float(np.mean(entropy > threshold))
 
 
-def _fixed_batches(images: np.ndarray, batch_size: int):
+def fixed_batches(images: np.ndarray, batch_size: int):
   """Yields (batch of exactly batch_size, number of real rows): one shape."""
   for start in range(0, len(images), batch_size):
     batch = images[start:start + batch_size]
@@ -109,7 +120,7 @@ def member_logits(model, params, images: np.ndarray, batch_size: int = 100,
     part = tf.nest.map_structure(lambda p, s=start: p[s:s + member_chunk],
                                  params)
     rows = [np.asarray(model.logits(part, tf.constant(batch)))[:, :real]
-            for batch, real in _fixed_batches(images, batch_size)]
+            for batch, real in fixed_batches(images, batch_size)]
     chunks.append(np.concatenate(rows, axis=1))
   return np.concatenate(chunks, axis=0)
 
@@ -122,14 +133,21 @@ class EnsembleAttack:
   `set_members` does not retrace cleverhans' gradient function.
   """
 
-  def __init__(self, model, num_members: int):
+  def __init__(self, model, num_members: int, fuse: str = 'softmax'):
     """
     Args:
       model: a `members.Members`.
       num_members: the ensemble size N every assigned ensemble must have.
+      fuse: 'softmax' attacks log(mean softmax) (the ensemble's prediction);
+        'logits' attacks the mean of the members' logits (the authors'
+        `FusedNet`). The same for one member.
     """
     if num_members < 1:
       raise ValueError(f'num_members must be positive, got {num_members}.')
+    if fuse not in FUSIONS:
+      raise ValueError(f'Unknown fuse {fuse!r}; choose one of '
+                       f'{sorted(FUSIONS)}.')
+    fusion = FUSIONS[fuse]
     self.model = model
     self.num_members = num_members
     self.trace_count = 0  # Graph traces of model_fn's Python body.
@@ -142,7 +160,7 @@ class EnsembleAttack:
         self.trace_count += 1
       params = tf.nest.map_structure(lambda v: v.read_value(),
                                      self._variables)
-      return fused_logits(self.model.logits(params, x))
+      return fusion(self.model.logits(params, x))
 
     self.model_fn = model_fn
 
@@ -210,7 +228,7 @@ class EnsembleAttack:
     out = []
     for start, (batch, real) in zip(
         range(0, len(images), batch_size),
-        _fixed_batches(images, batch_size)):
+        fixed_batches(images, batch_size)):
       y = labels[start:start + batch_size]
       y = np.concatenate([y, np.repeat(y[:1], batch_size - real)])
       adv = self.attack_batch(attack, batch, eps, y, **kwargs)
@@ -218,44 +236,78 @@ class EnsembleAttack:
     return np.concatenate(out)
 
 
+PROTOCOLS = ('strong', 'paper')
+
+
 @dataclasses.dataclass(frozen=True)
 class AdversarialConfig:
-  """What `run_experiments` does; see scripts/adversarial.py's flags."""
+  """What the adversarial experiments do; see scripts/adversarial.py's flags.
+
+  The defaults fit the MNIST model in about 20 minutes on 2 CPU cores;
+  `FULL_SWEEP` holds the paper's full sweep.
+  """
+  protocols: tuple[str, ...] = PROTOCOLS
   attacks: tuple[str, ...] = ATTACKS
   epsilons: tuple[float, ...] = (0.01, 0.03, 0.1, 0.2, 0.3)
-  ensemble_sizes: tuple[int, ...] = (5, 10, 100)
-  num_examples: int = 500
+  ensemble_sizes: tuple[int, ...] = (10, 100)  # Strong protocol.
+  paper_ensemble_sizes: tuple[int, ...] = (10, 100, 1000)
+  num_examples: int = 200
   pgd_steps: int = 10
   pgd_step_size: float = 0.25
   pgd_rand_init: bool = True
-  transfer_networks: int = 500
+  paper_steps: int = 10  # foolbox BIM's default iterations.
+  paper_step_size: float = 1.0  # foolbox stepsize=1: the whole pixel range.
+  scale_check_size: int = 100  # Ensemble size of the input-scale check.
+  transfer_networks: int = 100
   fpr: float = 0.05
+  strict_fpr: float = 0.01
   seed: int = 0
   batch_size: int = 100
 
   def __post_init__(self):
+    unknown = set(self.protocols) - set(PROTOCOLS)
+    if not self.protocols or unknown:
+      raise ValueError(f'protocols must be among {PROTOCOLS}, got '
+                       f'{list(self.protocols)}.')
     unknown = set(self.attacks) - set(ATTACKS)
     if not self.attacks or unknown:
       raise ValueError(f'attacks must be among {ATTACKS}, got '
                        f'{list(self.attacks)}.')
-    if not self.epsilons or any(e < 0 for e in self.epsilons):
-      raise ValueError(f'epsilons must be >= 0, got {list(self.epsilons)}.')
-    if any(n < 1 for n in self.ensemble_sizes):
-      raise ValueError('ensemble sizes must be positive, got '
-                       f'{list(self.ensemble_sizes)}.')
-    for name in ('num_examples', 'pgd_steps', 'batch_size'):
+    if not self.epsilons or any(not 0 <= e <= 1 for e in self.epsilons):
+      raise ValueError('epsilons must be in [0, 1] (pixels in [0, 1]), got '
+                       f'{list(self.epsilons)}.')
+    for name in ('ensemble_sizes', 'paper_ensemble_sizes'):
+      sizes = getattr(self, name)
+      if not sizes or any(n < 1 for n in sizes):
+        raise ValueError(f'{name} must be positive integers, got '
+                         f'{list(sizes)}.')
+    for name in ('num_examples', 'pgd_steps', 'paper_steps', 'batch_size',
+                 'scale_check_size'):
       if getattr(self, name) < 1:
-        raise ValueError(f'{name} must be positive.')
+        raise ValueError(f'{name} must be positive, got '
+                         f'{getattr(self, name)}.')
     if self.transfer_networks < 0:
       raise ValueError('transfer_networks must be >= 0 (0 skips transfer).')
     if not 0.0 < self.pgd_step_size <= 1.0:
       raise ValueError('pgd_step_size is a fraction of eps in (0, 1], got '
                        f'{self.pgd_step_size}.')
-    if not 0.0 < self.fpr < 1.0:
-      raise ValueError(f'fpr must be in (0, 1), got {self.fpr}.')
+    if not 0.0 < self.paper_step_size <= 1.0:
+      raise ValueError('paper_step_size is in pixel units, in (0, 1], got '
+                       f'{self.paper_step_size}.')
+    for name in ('fpr', 'strict_fpr'):
+      if not 0.0 < getattr(self, name) < 1.0:
+        raise ValueError(f'{name} must be in (0, 1), got '
+                         f'{getattr(self, name)}.')
 
 
-def _key(attack: str, eps: float, what: str) -> str:
+# The paper's sweep (its epsilons plus ours): hours, not minutes.
+FULL_SWEEP = dict(epsilons=(0.01, 0.03, 0.08, 0.1, 0.2, 0.3, 0.5, 1.0),
+                  ensemble_sizes=(5, 10, 100), num_examples=1000,
+                  transfer_networks=500)
+
+
+def strong_key(attack: str, eps: float, what: str) -> str:
+  """Metric name of the strong protocol and transfer: adv/<attack>_eps<e>_."""
   return f'adv/{attack}_eps{eps:g}_{what}'
 
 
@@ -269,8 +321,32 @@ def _probs(logits: np.ndarray) -> np.ndarray:
   return metrics.ensemble_probabilities(logits).numpy()
 
 
-def _entropy(logits: np.ndarray) -> np.ndarray:
+def entropies(logits: np.ndarray) -> np.ndarray:
+  """Per-image entropy of the ensemble's mean softmax: [N, B, C] -> [B]."""
   return metrics.entropy(metrics.ensemble_probabilities(logits)).numpy()
+
+
+
+def detection_summary(clean_entropy: np.ndarray, adv_entropy: np.ndarray,
+                      fpr: float, strict_fpr: float) -> dict[str, float]:
+  """Detection at two clean false-positive rates, AUROC and mean entropy.
+
+  An empty adversarial set gives NaNs (nothing to detect), not an error, so
+  an epsilon too small to fool anything still fills its table row.
+  """
+  if not len(adv_entropy):
+    nan = float('nan')
+    return {'detection': nan, 'detection_fpr1': nan, 'auroc': nan,
+            'entropy_mean': nan}
+  return {
+      'detection': detection_rate(adv_entropy,
+                                  entropy_threshold(clean_entropy, fpr)),
+      'detection_fpr1': detection_rate(
+          adv_entropy, entropy_threshold(clean_entropy, strict_fpr)),
+      'auroc': metrics.ood_detection(clean_entropy, adv_entropy)['auroc'],
+      'entropy_mean': float(np.mean(adv_entropy)),
+  }
+
 
 
 def transfer(model, images: np.ndarray, labels: np.ndarray,
@@ -309,18 +385,18 @@ def transfer(model, images: np.ndarray, labels: np.ndarray,
       per_example = fooled.mean(axis=0)  # Fraction of the T networks.
       fractions[attack][eps] = per_example[correct]
       successful = correct & source_fooled
-      out[_key(attack, eps, 'transfer_fooled')] = float(
+      out[strong_key(attack, eps, 'transfer_fooled')] = float(
           per_example[correct].mean())
-      out[_key(attack, eps, 'transfer_fooled_successful')] = float(
+      out[strong_key(attack, eps, 'transfer_fooled_successful')] = float(
           per_example[successful].mean()) if successful.any() else 0.0
-      out[_key(attack, eps, 'transfer_fooled_all')] = float(
+      out[strong_key(attack, eps, 'transfer_fooled_all')] = float(
           (per_example[correct] == 1.0).mean())
-      out[_key(attack, eps, 'transfer_source_fooled')] = float(
+      out[strong_key(attack, eps, 'transfer_source_fooled')] = float(
           source_fooled[correct].mean())
       logging.info('transfer %s eps=%g: source fooled %.3f, fraction of %d '
                    'networks fooled %.3f (%.1f s)', attack, eps,
-                   out[_key(attack, eps, 'transfer_source_fooled')], t,
-                   out[_key(attack, eps, 'transfer_fooled')],
+                   out[strong_key(attack, eps, 'transfer_source_fooled')], t,
+                   out[strong_key(attack, eps, 'transfer_fooled')],
                    time.time() - start)
   return out, fractions
 
@@ -328,11 +404,19 @@ def transfer(model, images: np.ndarray, labels: np.ndarray,
 def ensemble_attacks(model, images: np.ndarray, labels: np.ndarray,
                      num_members: int, cfg: AdversarialConfig
                      ) -> tuple[dict[str, float], dict, int]:
-  """Figure 5 for one ensemble size N: attack one ensemble, test on both.
+  """The strong protocol (Figure 5) for one size N: attack one ensemble.
+
+  White-box: the attacked ensemble's fused logits are attacked (PGD with a
+  random start); the examples are scored on it ('attacked') and on a freshly
+  sampled ensemble of the same size ('fresh'). Detection is reported over
+  all adversarial images and, to differ from the paper's protocol in one
+  thing only, over the successful ones: images the attacked ensemble
+  classifies correctly when clean and wrongly when attacked.
 
   Returns:
-    (metrics, entropies {'clean' | (attack, eps): fresh-ensemble entropies
-    [B]}, traces of the attack's model_fn).
+    (metrics, per-image entropies {'clean': fresh-ensemble entropies [B],
+    (attack, eps): fresh-ensemble entropies [B], (attack, eps,
+    'successful'): mask [B]}, traces of the attack's model_fn).
   """
   n = num_members
   attacked = model.sample(n, cfg.seed)
@@ -342,9 +426,10 @@ def ensemble_attacks(model, images: np.ndarray, labels: np.ndarray,
   eval_kw = dict(batch_size=cfg.batch_size)
   clean = {'attacked': member_logits(model, attacked, images, **eval_kw),
            'fresh': member_logits(model, fresh, images, **eval_kw)}
-  clean_entropy = {k: _entropy(v) for k, v in clean.items()}
+  clean_entropy = {k: entropies(v) for k, v in clean.items()}
   threshold = {k: entropy_threshold(v, cfg.fpr)
                for k, v in clean_entropy.items()}
+  clean_correct = _probs(clean['attacked']).argmax(-1) == labels
   out = {
       f'adv/clean_accuracy_n{n}': metrics.accuracy(_probs(clean['attacked']),
                                                    labels),
@@ -354,188 +439,44 @@ def ensemble_attacks(model, images: np.ndarray, labels: np.ndarray,
       f'adv/entropy_threshold_n{n}': threshold['fresh'],
       f'adv/entropy_threshold_attacked_n{n}': threshold['attacked'],
   }
-  entropies: dict[Any, np.ndarray] = {'clean': clean_entropy['fresh']}
+  per_image: dict[Any, np.ndarray] = {'clean': clean_entropy['fresh']}
   for attack in cfg.attacks:
     for eps in cfg.epsilons:
       start = time.time()
       adv = attacker.attack(attack, images, labels, eps, **_attack_kwargs(cfg))
       logits = {'attacked': member_logits(model, attacked, adv, **eval_kw),
                 'fresh': member_logits(model, fresh, adv, **eval_kw)}
-      entropy = {k: _entropy(v) for k, v in logits.items()}
+      entropy = {k: entropies(v) for k, v in logits.items()}
       wrong = _probs(logits['attacked']).argmax(-1) != labels
+      successful = clean_correct & wrong
       for which, suffix in (('fresh', ''), ('attacked', '_attacked')):
-        out[_key(attack, eps, f'accuracy_{which}_n{n}')] = metrics.accuracy(
-            _probs(logits[which]), labels)
-        out[_key(attack, eps, f'detection{suffix}_n{n}')] = detection_rate(
-            entropy[which], threshold[which])
-        out[_key(attack, eps, f'entropy_mean{suffix}_n{n}')] = float(
-            entropy[which].mean())
-        out[_key(attack, eps, f'auroc{suffix}_n{n}')] = metrics.ood_detection(
-            clean_entropy[which], entropy[which])['auroc']
-      # Among the examples that fool the attacked ensemble.
-      out[_key(attack, eps, f'detection_successful_n{n}')] = (
-          detection_rate(entropy['fresh'][wrong], threshold['fresh'])
-          if wrong.any() else float('nan'))
-      entropies[(attack, eps)] = entropy['fresh']
+        out[strong_key(attack, eps, f'accuracy_{which}_n{n}')] = (
+            metrics.accuracy(_probs(logits[which]), labels))
+        scores = detection_summary(clean_entropy[which], entropy[which],
+                                   cfg.fpr, cfg.strict_fpr)
+        for what, value in scores.items():
+          out[strong_key(attack, eps, f'{what}{suffix}_n{n}')] = value
+      scores = detection_summary(clean_entropy['fresh'],
+                                 entropy['fresh'][successful], cfg.fpr,
+                                 cfg.strict_fpr)
+      for what, value in scores.items():
+        out[strong_key(attack, eps, f'{what}_successful_n{n}')] = value
+      out[strong_key(attack, eps, f'num_successful_n{n}')] = float(
+          successful.sum())
+      out[strong_key(attack, eps, f'accuracy_successful_n{n}')] = (
+          metrics.accuracy(_probs(logits['fresh'][:, successful]),
+                           labels[successful])
+          if successful.any() else float('nan'))
+      per_image[(attack, eps)] = entropy['fresh']
+      per_image[(attack, eps, 'successful')] = successful
       logging.info(
-          'N=%d %s eps=%g: accuracy attacked %.3f fresh %.3f; detection '
-          'fresh %.3f attacked %.3f (%.1f s, %d traces)', n, attack, eps,
-          out[_key(attack, eps, f'accuracy_attacked_n{n}')],
-          out[_key(attack, eps, f'accuracy_fresh_n{n}')],
-          out[_key(attack, eps, f'detection_n{n}')],
-          out[_key(attack, eps, f'detection_attacked_n{n}')],
-          time.time() - start, attacker.trace_count)
-  return out, entropies, attacker.trace_count
-
-
-def run_experiments(run_dir: str, cfg: AdversarialConfig,
-                    data_dir: str | None = None) -> dict[str, Any]:
-  """Both experiments on the model of run_dir; writes <run_dir>/adversarial/.
-
-  Writes metrics.json (the metrics, the config and diagnostics), report.md
-  and PNG figures: detection rate and accuracy against epsilon, entropy
-  eCDFs of clean vs adversarial inputs, and the transfer histogram.
-
-  Returns:
-    The payload written to metrics.json.
-  """
-  # Imported here: the attack code itself needs none of them.
-  from hypergan_tf import data  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import evaluation  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import figures  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import members  # pylint: disable=g-import-not-at-top
-  from hypergan_tf import rundir  # pylint: disable=g-import-not-at-top
-
-  wall = time.time()
-  out_dir = os.path.join(run_dir, 'adversarial')
-  os.makedirs(out_dir, exist_ok=True)
-  model = members.load(run_dir)
-  if data.DATASETS[model.dataset].task != 'classification':
-    raise ValueError(f'{run_dir} is a {model.dataset!r} regression model; '
-                     'adversarial detection needs a classifier.')
-  tf.random.set_seed(cfg.seed)  # PGD's random starts.
-  images, labels = [], []
-  for x, y in data.load(model.dataset, f'test[:{cfg.num_examples}]',
-                        cfg.batch_size, training=False,
-                        data_dir=data_dir or model.data_dir, download=False):
-    images.append(x.numpy())
-    labels.append(y.numpy())
-  images, labels = np.concatenate(images), np.concatenate(labels)
-  logging.info('Attacking %d %s test images.', len(labels), model.dataset)
-
-  results: dict[str, float] = {}
-  diagnostics: dict[str, Any] = {'traces': {}, 'seconds': {}}
-  sizes = []
-  for n in cfg.ensemble_sizes:
-    if model.max_members is not None and n > model.max_members:
-      logging.warning('Skipping N=%d: the model has %d members.', n,
-                      model.max_members)
-      continue
-    sizes.append(n)
-  config = dataclasses.asdict(cfg)
-  config['num_examples_used'] = int(len(labels))
-  config['ensemble_sizes_run'] = sizes
-  config['members_may_overlap'] = model.max_members is not None
-
-  def write(complete: bool) -> dict[str, Any]:
-    """metrics.json now; partial ones after each stage of a long run."""
-    diagnostics['seconds']['total'] = time.time() - wall
-    payload = {**{k: float(v) for k, v in results.items()},
-               'config': config, 'diagnostics': diagnostics,
-               'complete': complete, 'run_dir': run_dir,
-               'step': int(model.step)}
-    rundir.write_json(os.path.join(out_dir, 'metrics.json'), payload)
-    return payload
-
-  # Transfer first: cheaper than the largest ensembles, and then on disk.
-  fractions = {}
-  if cfg.transfer_networks:
-    start = time.time()
-    part, fractions = transfer(model, images, labels, cfg)
-    results.update(part)
-    diagnostics['seconds']['transfer'] = time.time() - start
-    write(complete=False)
-  all_entropies = {}
-  for n in sizes:
-    start = time.time()
-    part, all_entropies[n], traces = ensemble_attacks(model, images, labels,
-                                                      n, cfg)
-    results.update(part)
-    diagnostics['traces'][f'n{n}'] = traces
-    diagnostics['seconds'][f'n{n}'] = time.time() - start
-    write(complete=False)
-
-  paths = []
-  num_classes = int(model.num_classes)
-  if sizes:
-    for what, ylabel in (('detection', 'detection rate at '
-                          f'{cfg.fpr:.0%} FPR'),
-                         ('accuracy', 'accuracy under attack')):
-      series = {}
-      for attack in cfg.attacks:
-        series[attack] = {}
-        for n in sizes:
-          for which, style in (('fresh', '-'), ('attacked', '--')):
-            key = (f'detection{"" if which == "fresh" else "_attacked"}_n{n}'
-                   if what == 'detection' else f'accuracy_{which}_n{n}')
-            series[attack][f'N={n} {which}', style] = [
-                results[_key(attack, eps, key)] for eps in cfg.epsilons]
-      paths.append(figures.metric_vs_epsilon(
-          list(cfg.epsilons), series, os.path.join(out_dir, f'{what}.png'),
-          ylabel, f'{what.capitalize()} vs epsilon (solid: fresh ensemble, '
-          'dashed: attacked ensemble)'))
-    for attack in cfg.attacks:
-      panels, thresholds = {}, {}
-      for n in sizes:
-        name = f'{attack.upper()}, fresh ensemble N={n}'
-        thresholds[name] = results[f'adv/entropy_threshold_n{n}']
-        panels[name] = {
-            'clean': all_entropies[n]['clean'],
-            **{f'eps={eps:g}': all_entropies[n][(attack, eps)]
-               for eps in cfg.epsilons}}
-      paths.append(figures.entropy_ecdf_panels(
-          panels, os.path.join(out_dir, f'entropy_{attack}.png'),
-          float(np.log(num_classes)),
-          f'Ensemble entropy, clean vs {attack.upper()} inputs',
-          thresholds))
-  if fractions:
-    paths.append(figures.transfer_histograms(
-        {attack.upper(): {f'eps={eps:g}': v for eps, v in per_eps.items()}
-         for attack, per_eps in fractions.items()},
-        os.path.join(out_dir, 'transfer.png'),
-        f'Examples against one network, tested on '
-        f'{int(results["adv/transfer_networks"])} others'))
-
-  payload = write(complete=True)
-  results = {k: float(v) for k, v in results.items()}
-  text = evaluation.report(
-      results, f'Adversarial examples on {run_dir} (step {model.step})',
-      paths)
-  text += '\n' + _DEFINITIONS.format(**config)
-  rundir.write_text(os.path.join(out_dir, 'report.md'), text)
-  return payload
-
-
-_DEFINITIONS = """## Definitions
-
-- Attacks: cleverhans FGSM and PGD (L-infinity, {pgd_steps} steps of
-  {pgd_step_size} x eps, random start: {pgd_rand_init}), pixels clipped to
-  [0, 1], untargeted on the true labels of the first {num_examples_used}
-  test images, against the fused logits log(mean softmax) of the attacked
-  ensemble.
-- `accuracy_attacked_n<N>` / `accuracy_fresh_n<N>`: accuracy of the attacked
-  ensemble / of a freshly sampled ensemble of the same size (seed + 1) on the
-  adversarial images. Members may overlap: {members_may_overlap}.
-- `detection_n<N>` (fresh ensemble) / `detection_attacked_n<N>`: fraction of
-  all adversarial images whose ensemble entropy exceeds the threshold that
-  flags {fpr:.0%} of the clean versions of the same images (the
-  `entropy_threshold_n<N>`). `detection_successful_n<N>`: the same among
-  the adversarial images the attacked ensemble misclassifies.
-  `auroc_n<N>`: AUROC of entropy, adversarial vs clean.
-- `transfer_fooled`: examples crafted against one sampled network, tested
-  on `transfer_networks` others; over the test images the source classifies
-  correctly, the mean fraction of the other networks that misclassify the
-  adversarial image. `_successful`: only images that fool the source;
-  `_all`: fraction of images that fool every network; `transfer_source_fooled`:
-  the source's own error rate on them.
-"""
+          'strong N=%d %s eps=%g: accuracy attacked %.3f fresh %.3f; '
+          'detection fresh %.3f attacked %.3f, successful only %.3f of %d '
+          '(%.1f s, %d traces)', n, attack, eps,
+          out[strong_key(attack, eps, f'accuracy_attacked_n{n}')],
+          out[strong_key(attack, eps, f'accuracy_fresh_n{n}')],
+          out[strong_key(attack, eps, f'detection_n{n}')],
+          out[strong_key(attack, eps, f'detection_attacked_n{n}')],
+          out[strong_key(attack, eps, f'detection_successful_n{n}')],
+          int(successful.sum()), time.time() - start, attacker.trace_count)
+  return out, per_image, attacker.trace_count

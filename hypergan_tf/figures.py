@@ -285,3 +285,45 @@ def ensemble_accuracy(panels: dict[str, dict[str, tuple[list, list]]],
   axes[0, 0].set_ylabel('test accuracy (%)')
   fig.suptitle(title or 'Accuracy against ensemble size', fontsize=9)
   return _save(fig, path)
+
+
+def detection_sweep(epsilons: list[float],
+                    panels: dict[str, dict[tuple[str, str], list[float]]],
+                    path: str, ylabel: str, title: str = '') -> str:
+  """Detection against epsilon, one panel per protocol and attack.
+
+  One colour per ensemble size across panels, so the paper protocol and the
+  strong one read side by side; NaN (nothing to detect) leaves a gap.
+
+  Args:
+    epsilons: the x values (log scale when all are positive).
+    panels: panel title -> {(label starting 'N=<size>', line style):
+      values, one per epsilon}.
+    path: PNG path.
+    ylabel: the metric's name.
+    title: figure title.
+  """
+  cols = min(len(panels), 2)
+  rows = (len(panels) + cols - 1) // cols
+  fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows),
+                           squeeze=False, sharey=True)
+  colours: dict[str, str] = {}
+  for ax in axes.ravel()[len(panels):]:
+    ax.axis('off')
+  for ax, (name, lines) in zip(axes.ravel(), panels.items()):
+    for (label, style), values in lines.items():
+      group = label.split()[0]
+      colour = colours.setdefault(group, f'C{len(colours)}')
+      ax.plot(epsilons, np.asarray(values, float), style, marker='o',
+              color=colour, label=label)
+    if min(epsilons) > 0:
+      ax.set_xscale('log')
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel('epsilon (L-infinity, pixels in [0, 1])')
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc='best', fontsize=7)
+  for ax in axes[:, 0]:
+    ax.set_ylabel(ylabel)
+  fig.suptitle(title, fontsize=9)
+  return _save(fig, path)

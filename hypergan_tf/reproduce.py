@@ -67,7 +67,10 @@ SMOKE_BASELINE_ARGS = ('--num_members=2', '--eval_members=2',
                        '--final_eval_members=2', '--checkpoint_every=2',
                        '--eval_every=2', '--log_every=1')
 SMOKE_EVALUATE_ARGS = ('--num_networks=4',)
+# Both detection protocols (scripts/adversarial.py's default), tiny sizes.
 SMOKE_ADVERSARIAL_ARGS = ('--num_examples=20', '--ensemble_sizes=2',
+                          '--paper_ensemble_sizes=2,4',
+                          '--scale_check_size=4', '--paper_steps=2',
                           '--transfer_networks=4', '--pgd_steps=2',
                           '--epsilons=0.1', '--batch_size=20')
 

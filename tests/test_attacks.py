@@ -48,6 +48,19 @@ def test_fused_logits_are_log_of_mean_softmax():
                              tf.nn.softmax(logits[0]), rtol=1e-5)
 
 
+def test_mean_logits_fusion_attacks_the_mean_of_member_logits(model, batch):
+  x, _ = batch
+  params = model.sample(3, 0)
+  attacker = attacks.EnsembleAttack(model, 3, fuse='logits')
+  attacker.set_members(params)
+  np.testing.assert_allclose(
+      attacker.model_fn(tf.constant(x)),
+      tf.reduce_mean(model.logits(params, tf.constant(x)), axis=0),
+      rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='Unknown fuse'):
+    attacks.EnsembleAttack(model, 3, fuse='median')
+
+
 @pytest.mark.parametrize('attack', attacks.ATTACKS)
 def test_eps_zero_changes_no_input(model, batch, attack):
   x, y = batch
@@ -130,12 +143,15 @@ def test_adversarial_script_writes_every_file(run_dir):
   out = subprocess.run(
       [sys.executable, 'scripts/adversarial.py', f'--run_dir={run_dir}',
        '--epsilons=0,0.2', '--ensemble_sizes=2,3', '--num_examples=25',
-       '--batch_size=10', '--pgd_steps=2', '--transfer_networks=6'],
+       '--paper_ensemble_sizes=2,4', '--scale_check_size=4',
+       '--paper_steps=2', '--batch_size=10', '--pgd_steps=2',
+       '--transfer_networks=6'],
       capture_output=True, text=True, cwd=REPO, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   adv_dir = run_dir / 'adversarial'
   for name in ('metrics.json', 'report.md', 'detection.png', 'accuracy.png',
-               'entropy_fgsm.png', 'entropy_pgd.png', 'transfer.png'):
+               'entropy_fgsm.png', 'entropy_pgd.png', 'transfer.png',
+               'protocols.md', 'detection_sweep.png', 'entropies.npz'):
     assert (adv_dir / name).stat().st_size > 0, name
   results = json.loads((adv_dir / 'metrics.json').read_text())
   for n in (2, 3):
@@ -144,18 +160,44 @@ def test_adversarial_script_writes_every_file(run_dir):
     for attack in ('fgsm', 'pgd'):
       for eps in (0, 0.2):
         for what in ('detection', 'detection_attacked', 'accuracy_attacked',
-                     'accuracy_fresh'):
+                     'accuracy_fresh', 'detection_fpr1'):
           value = results[f'adv/{attack}_eps{eps:g}_{what}_n{n}']
           assert 0.0 <= value <= 1.0
-      # eps = 0: the images are the clean ones.
+      # eps = 0: the images are the clean ones, nothing succeeds.
       assert (results[f'adv/{attack}_eps0_accuracy_attacked_n{n}'] ==
               results[f'adv/clean_accuracy_n{n}'])
       assert results[f'adv/{attack}_eps0_detection_n{n}'] <= 0.1
+      assert results[f'adv/{attack}_eps0_num_successful_n{n}'] == 0
       assert (results[f'adv/{attack}_eps0.2_accuracy_attacked_n{n}'] <
               results[f'adv/clean_accuracy_n{n}'])
+      assert (results[f'adv/{attack}_eps0.2_num_successful_n{n}'] <=
+              round(25 * results[f'adv/clean_accuracy_n{n}']))
+  for name in ('fgsm', 'bim'):
+    assert results[f'adv_paper/{name}_eps0_num_kept'] == 0
+    assert 0.0 <= results[f'adv_paper/{name}_eps0.2_detection_n4'] <= 1.0
+    assert f'adv_paper/{name}_eps0.2_detection_authors_scale_n4' in results
+  assert results['diagnostics']['traces']['paper_source'] == 1
   for attack in ('fgsm', 'pgd'):
     assert 0.0 <= results[f'adv/{attack}_eps0.2_transfer_fooled'] <= 1.0
   assert results['complete'] is True
   assert results['config']['num_examples_used'] == 25
   assert results['config']['ensemble_sizes_run'] == [2, 3]
+  assert results['config']['paper_ensemble_sizes_run'] == [2, 4]
   assert '`adv/fgsm_eps0.2_detection_n3`' in (adv_dir / 'report.md').read_text()
+  table = (adv_dir / 'protocols.md').read_text()
+  assert ('| model | attack | ε | paper N=2 | paper N=4 | strong N=2 | '
+          'strong N=3 |') in table
+  assert '| HyperGAN | PGD / iterative | 0.2 |' in table
+  entropies = np.load(adv_dir / 'entropies.npz')
+  assert len(entropies['paper_n4_clean']) == 25
+  assert len(entropies['paper_n4_bim_eps0.2']) == (
+      results['adv_paper/bim_eps0.2_num_kept'])
+
+
+def test_adversarial_script_rejects_bad_flags(run_dir):
+  out = subprocess.run(
+      [sys.executable, 'scripts/adversarial.py', f'--run_dir={run_dir}',
+       '--protocol=paper,weak'],
+      capture_output=True, text=True, cwd=REPO, check=False)
+  assert out.returncode != 0
+  assert '--protocol must be' in out.stderr
