@@ -246,13 +246,21 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
       rundir.join(out_dir, 'uncertain_test.png'),
       f'Most uncertain {dataset} test images (N={k})'))
   ood_name = OOD_DATASETS.get(dataset)
+  skipped = {}
+  ood = None
   if ood_name:
     # notMNIST is built here from its archive; others are TFDS subsets.
     built_here = data.DATASETS[ood_name].source == 'not_mnist'
-    ood_dir = ((ood_data_dir or rundir.join(out_dir, 'tfds')) if built_here
+    ood_dir = ((ood_data_dir or _local_tfds_dir(out_dir)) if built_here
                else data_dir or model.data_dir)
-    ood = data.load(ood_name, 'test', batch_size, training=False,
-                    data_dir=ood_dir, manual_dir=manual_dir, download=False)
+    try:
+      ood = data.load(ood_name, 'test', batch_size, training=False,
+                      data_dir=ood_dir, manual_dir=manual_dir,
+                      download=False)
+    except data.DatasetNotFoundError as e:
+      skipped[f'ood/{ood_name}'] = str(e)
+      logging.warning('Skipping the out-of-distribution part: %s', e)
+  if ood is not None:
     ood_logits, _, ood_images = collect(logits_fn, ood)
     results.update(out_of_distribution(logits, ood_logits, ood_name))
     entropies = {}
