@@ -34,6 +34,7 @@ It is a measurement, not a feature.
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from typing import Any, Sequence
 
@@ -512,8 +513,10 @@ def _save_entropies(path: str, strong: dict, paper: dict) -> None:
       arrays[f'paper_n{key[1]}_clean'] = value
     else:
       arrays[f'paper_n{key[2]}_{PAPER_ATTACKS[key[0]]}_eps{key[1]:g}'] = value
+  buffer = io.BytesIO()  # zipfile reads back what it writes: not a GFile.
+  np.savez_compressed(buffer, **arrays)
   with tf.io.gfile.GFile(path, 'wb') as f:
-    np.savez_compressed(f, **arrays)
+    f.write(buffer.getvalue())
 
 
 def run(run_dir: str, cfg: attacks.AdversarialConfig,

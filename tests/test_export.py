@@ -192,13 +192,13 @@ def test_chunks_over_networks_equal_one_pass(exported):
       params['layer_1_kernel'])
   pairs = [(params[f'layer_{i}_kernel'], params[f'layer_{i}_bias'])
            for i in range(len(hypernet.spec.layers))]
-  members = tf.nn.softmax(targets.apply(hypernet.spec, pairs, x)).numpy()
+  member_probs = tf.nn.softmax(targets.apply(hypernet.spec, pairs, x)).numpy()
   for module in (chunked, whole):
     out = module.predict_seeded(x, n, seed)
     np.testing.assert_allclose(out['member_probabilities'],
-                               members.transpose(1, 0, 2), rtol=1e-4,
+                               member_probs.transpose(1, 0, 2), rtol=1e-4,
                                atol=1e-5)
-    np.testing.assert_allclose(out['probabilities'], members.mean(0),
+    np.testing.assert_allclose(out['probabilities'], member_probs.mean(0),
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
         module.predict_with_parameters(x, *[
