@@ -54,8 +54,6 @@ CLASSIFICATION_DATASETS = tuple(
     name for name in data.TRAINABLE
     if data.DATASETS[name].task == 'classification')
 _field = config_lib.flag_field
-# Seeds derived from --seed for independent streams.
-_EVAL_SEED_OFFSET = 1_000_003
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,7 +396,7 @@ class BaselineTrainer:
 
   def sample(self, num_members: int, seed: int | None = None):
     """Members for evaluation (seeded; default seed from --seed)."""
-    seed = self.cfg.seed + _EVAL_SEED_OFFSET if seed is None else seed
+    seed = self.cfg.seed + loop.EVAL_SEED_OFFSET if seed is None else seed
     return self.model.sample(num_members, seed)
 
   def evaluate(self, dataset, num_members: int,

@@ -31,6 +31,10 @@ from hypergan_tf import data
 from hypergan_tf import rundir
 
 
+# Evaluation members are drawn with --seed + this: a stream apart from training.
+EVAL_SEED_OFFSET = 1_000_003
+
+
 class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or Inf; the last good checkpoint is left untouched."""
 

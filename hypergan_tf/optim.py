@@ -12,10 +12,8 @@ from typing import Any
 import keras
 
 
-def learning_rate_schedule(cfg: Any,
-                           peak: float | None = None):
-  """Linear warm-up to the peak (default --learning_rate), then cosine decay
-  or constant."""
+def learning_rate_schedule(cfg: Any, peak: float | None = None):
+  """Linear warm-up to peak (default cfg.learning_rate), then cosine or flat."""
   peak = peak or cfg.learning_rate
   if cfg.lr_schedule == 'cosine':
     return keras.optimizers.schedules.CosineDecay(

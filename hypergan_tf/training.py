@@ -2,8 +2,9 @@
 
 The loop itself (checkpoints, evaluation schedule, summaries, results) is
 `loop.run`, shared with the baselines; `Trainer` is the HyperGAN's
-`loop.Learner`. Generator side: task loss averaged over the sampled networks + beta x the
-non-saturating adversarial loss of the discriminator on the codes.
+`loop.Learner`. Generator side: task loss averaged over the sampled networks
++ beta x the non-saturating adversarial loss of the discriminator on the
+codes.
 Discriminator: binary cross-entropy with logits, real = prior samples,
 fake = codes (one sigmoid, inside the loss; the authors' code applies two).
 """
@@ -25,10 +26,6 @@ from hypergan_tf import members
 from hypergan_tf import optim
 from hypergan_tf import rundir
 from hypergan_tf import targets
-
-# Seeds derived from --seed for independent streams.
-_EVAL_SEED_OFFSET = 1_000_003
-
 
 def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   """Cross-entropy per example, averaged over networks: [N, B, C] -> [B]."""
@@ -120,7 +117,7 @@ def mixed_precision_policy() -> str:
 
 
 class Trainer:
-  """Builds the HyperGAN, its optimizers and checkpoint, and trains it."""
+  """Builds the HyperGAN, its optimizers and checkpoint: a `loop.Learner`."""
 
   def __init__(self, cfg: config_lib.TrainConfig,
                strategy: tf.distribute.Strategy | None = None):
@@ -324,7 +321,7 @@ class Trainer:
 
   def sample_eval_params(self, num_networks: int, seed: int | None = None):
     """Networks for evaluation: inference-mode BatchNorm, seeded noise."""
-    seed = self.cfg.seed + _EVAL_SEED_OFFSET if seed is None else seed
+    seed = self.cfg.seed + loop.EVAL_SEED_OFFSET if seed is None else seed
     return self.hypernet.sample(num_networks,
                                 tf.random.Generator.from_seed(seed))
 
