@@ -137,8 +137,9 @@ class Checkpoints:
   def restore_selected(self) -> int:
     """Restores the validation choice, if any; returns its step."""
     if self.best is not None and self.best.latest_checkpoint:
+      # Partial: a checkpoint object that never saved lacks save_counter.
       rundir.restore(self.learner.model_checkpoint,
-                     self.best.latest_checkpoint)
+                     self.best.latest_checkpoint, partial=True)
     return int(self.learner.step.numpy())
 
   def remove_if_worker(self) -> None:
