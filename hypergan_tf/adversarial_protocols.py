@@ -515,8 +515,7 @@ def _save_entropies(path: str, strong: dict, paper: dict) -> None:
       arrays[f'paper_n{key[2]}_{PAPER_ATTACKS[key[0]]}_eps{key[1]:g}'] = value
   buffer = io.BytesIO()  # zipfile reads back what it writes: not a GFile.
   np.savez_compressed(buffer, **arrays)
-  with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(buffer.getvalue())
+  rundir.write_bytes(path, buffer.getvalue())
 
 
 def run(run_dir: str, cfg: attacks.AdversarialConfig,

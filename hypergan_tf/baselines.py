@@ -452,12 +452,10 @@ def _load(run_dir: str, config: dict[str, Any]) -> members.Loaded:
   """
   cfg = BaselineConfig(**{**config, 'run_dir': run_dir})
   model = MODELS[cfg.method](cfg.spec, cfg)
-  step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-  members.restore(tf.train.Checkpoint(step=step, model=model), run_dir,
-                  'scripts/train_baseline.py')
+  step = members.restore(run_dir, 'scripts/train_baseline.py', model=model)
   return members.Loaded(
       spec=cfg.spec, dataset=cfg.dataset, data_dir=cfg.data_dir,
-      step=int(step.numpy()), forward_method=cfg.forward_method,
+      step=step, forward_method=cfg.forward_method,
       sample_fn=model.sample, max_members=model.max_members)
 
 

@@ -91,9 +91,6 @@ class DataOptions:
     if self.standardize == 'on' and info.channel_mean is None:
       raise ValueError(f'Dataset {self.dataset!r} has no channel statistics '
                        'to standardise with; use --standardize=auto or off.')
-    if self.validation_size < 0:
-      raise ValueError(f'--validation_size must be >= 0, got '
-                       f'{self.validation_size}.')
 
   @property
   def spec(self) -> targets.TargetSpec:
@@ -155,8 +152,8 @@ class TrainConfig(DataOptions):
       1000, 'Most mixer pre-training steps (0 disables).', 0)
   pretrain_mixer_threshold: float = _field(
       0.1, 'Stop mixer pre-training once the per-dimension moment loss '
-      '(mean^2 + (variance - 1)^2 + mean squared correlation, averaged over '
-      'code dimensions) is below this.', 0.0)
+      '(mean^2 + (variance - 1)^2, averaged over code dimensions, + the mean '
+      'squared off-diagonal covariance) is below this.', 0.0)
   noise_dim: int = _field(256, 'Size of the mixer input noise s.', 1)
   code_dim: int = _field(64, 'Size of each layer code.', 1)
   hidden_units: int = _field(512, 'Width of the hypernetwork MLPs.', 1)

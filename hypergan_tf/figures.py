@@ -9,7 +9,8 @@ import matplotlib
 matplotlib.use('Agg')  # Files only; no display on servers.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
-import tensorflow as tf
+
+from hypergan_tf import rundir
 
 
 def _save(fig, path: str) -> str:
@@ -18,8 +19,7 @@ def _save(fig, path: str) -> str:
   buffer = io.BytesIO()
   fig.savefig(buffer, format='png', dpi=100)
   plt.close(fig)
-  with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(buffer.getvalue())
+  rundir.write_bytes(path, buffer.getvalue())
   return path
 
 

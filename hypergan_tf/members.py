@@ -61,9 +61,6 @@ class Loaded:
             targets.apply(spec, params, images, forward_method), tf.float32))
 
   def sample(self, num_members: int, seed: int) -> Params:
-    if self.max_members is not None and num_members > self.max_members:
-      raise ValueError(f'This model has {self.max_members} members; asked '
-                       f'for {num_members}.')
     return self._sample(num_members, seed)
 
 
@@ -79,11 +76,11 @@ def register(method: str):
   return decorate
 
 
-def restore(checkpoint: tf.train.Checkpoint, run_dir: str,
-            made_by: str) -> None:
-  """Restores a run's selected checkpoint (validation choice, else latest).
+def restore(run_dir: str, made_by: str, **objects) -> int:
+  """Restores objects from a run's selected checkpoint; returns its step.
 
-  Quiet about the training state the checkpoint also holds.
+  The selected checkpoint is the validation choice, else the latest. Quiet
+  about the training state the checkpoint also holds.
 
   Raises:
     FileNotFoundError: the run has no checkpoint yet.
@@ -92,7 +89,10 @@ def restore(checkpoint: tf.train.Checkpoint, run_dir: str,
   if path is None:
     raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
                             f'first ({made_by} --run_dir=...).')
-  rundir.restore(checkpoint, path, partial=True)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+  rundir.restore(tf.train.Checkpoint(step=step, **objects), path,
+                 partial=True)
+  return int(step.numpy())
 
 
 def load(run_dir: str) -> Members:

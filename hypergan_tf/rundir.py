@@ -47,6 +47,12 @@ def write_text(path: str, text: str) -> None:
   tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
+def write_bytes(path: str, payload: bytes) -> None:
+  """Writes a binary file (a PNG, an .npz) on any TensorFlow filesystem."""
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(payload)
+
+
 def write_json(path: str, payload: dict[str, Any]) -> None:
   """Writes JSON atomically (see `write_text`)."""
   write_text(path, json.dumps(payload, indent=2, sort_keys=True))

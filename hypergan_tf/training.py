@@ -137,10 +137,10 @@ class Trainer:
       # One optimizer per part: learning rates differ (the authors' CIFAR
       # code: mixer 5e-3, generators 1e-4, discriminator 5e-5).
       self.m_optimizer = optim.make_optimizer(cfg, loss_scale,
-                                        cfg.mixer_learning_rate)
+                                              cfg.mixer_learning_rate)
       self.g_optimizer = optim.make_optimizer(cfg, loss_scale)
-      self.d_optimizer = optim.make_optimizer(cfg, loss_scale,
-                                        cfg.discriminator_learning_rate)
+      self.d_optimizer = optim.make_optimizer(
+          cfg, loss_scale, cfg.discriminator_learning_rate)
       self.m_optimizer.build(self.hypernet.mixer.trainable_variables)
       self.g_optimizer.build(self.hypernet.layer_generator_variables)
       self.d_optimizer.build(self.hypernet.discriminator.trainable_variables)
@@ -417,12 +417,10 @@ def load_members(run_dir: str, config: dict[str, Any]) -> members.Loaded:
   """
   cfg = config_lib.TrainConfig(**{**config, 'run_dir': run_dir})
   network = hypernet.HyperNetwork(cfg.spec, cfg.hypernet)
-  step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-  checkpoint = tf.train.Checkpoint(step=step, hypernet=network)
-  members.restore(checkpoint, run_dir, 'scripts/train.py')
+  step = members.restore(run_dir, 'scripts/train.py', hypernet=network)
   return members.Loaded(
       spec=cfg.spec, dataset=cfg.dataset, data_dir=cfg.data_dir,
-      step=int(step.numpy()), forward_method=cfg.forward_method,
+      step=step, forward_method=cfg.forward_method,
       sample_fn=lambda n, seed: network.sample(
           n, tf.random.Generator.from_seed(seed)),
       hypernet=network)

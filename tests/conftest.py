@@ -11,6 +11,9 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 import pytest  # pylint: disable=g-import-not-at-top
 
+from hypergan_tf import config  # pylint: disable=g-import-not-at-top
+from hypergan_tf import training  # pylint: disable=g-import-not-at-top
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_TFDS = REPO.parent / 'shared' / 'data' / 'tensorflow_datasets'
 
@@ -29,3 +32,16 @@ TINY = dict(num_networks=4, batch_size=16, steps=6, warmup_steps=0,
             noise_dim=16, code_dim=8, hidden_units=32, hidden_layers=1,
             pretrain_mixer_steps=5, log_every=2, eval_every=4,
             eval_networks=2, final_eval_networks=10, checkpoint_every=2)
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tfds_dir, tmp_path_factory) -> pathlib.Path:
+  """A TINY MNIST HyperGAN trained once per session, in <root>/runs/mnist.
+
+  Tests load it and may write their own outputs (adversarial/, eval/) into
+  it, but must not train it further.
+  """
+  path = tmp_path_factory.mktemp('tiny') / 'runs' / 'mnist'
+  training.train(config.TrainConfig(run_dir=str(path), data_dir=tfds_dir,
+                                    download=False, **TINY))
+  return path

@@ -8,11 +8,8 @@ import tensorflow as tf
 
 from hypergan_tf import adversarial_protocols as protocols
 from hypergan_tf import attacks
-from hypergan_tf import config
 from hypergan_tf import data
 from hypergan_tf import members
-from hypergan_tf import training
-from tests.conftest import TINY
 
 
 class LinearMembers:
@@ -125,12 +122,8 @@ def test_protocols_table_has_the_results_md_shape():
 
 
 @pytest.fixture(scope='module')
-def model(tfds_dir, tmp_path_factory):
-  """A tiny HyperGAN trained for a few steps (seconds)."""
-  path = tmp_path_factory.mktemp('protocols') / 'run'
-  training.train(config.TrainConfig(run_dir=str(path), data_dir=tfds_dir,
-                                    download=False, **TINY))
-  return members.load(str(path))
+def model(tiny_run):
+  return members.load(str(tiny_run))
 
 
 @pytest.fixture(scope='module')

@@ -9,21 +9,14 @@ import pytest
 import tensorflow as tf
 
 from hypergan_tf import attacks
-from hypergan_tf import config
 from hypergan_tf import data
 from hypergan_tf import members
-from hypergan_tf import training
 from tests.conftest import REPO
-from tests.conftest import TINY
 
 
 @pytest.fixture(scope='module')
-def run_dir(tfds_dir, tmp_path_factory):
-  """A tiny HyperGAN trained for a few steps (seconds)."""
-  path = tmp_path_factory.mktemp('adv') / 'run'
-  training.train(config.TrainConfig(run_dir=str(path), data_dir=tfds_dir,
-                                    download=False, **TINY))
-  return path
+def run_dir(tiny_run):
+  return tiny_run
 
 
 @pytest.fixture(scope='module')
