@@ -14,6 +14,7 @@ from typing import Any
 from absl import flags
 
 from hypergan_tf import data
+from hypergan_tf import diversity
 from hypergan_tf import hypernet
 from hypergan_tf import targets
 
@@ -148,6 +149,20 @@ class TrainConfig(DataOptions):
   max_adversarial_ratio: float = _field(
       0.0, 'Caps the weighted adversarial term at this multiple of the task '
       'loss, so it cannot swamp the task early on (0: no cap).', 0.0)
+  diversity_weight: float = _field(
+      0.0, 'Weight of the function-space diversity term in the generator '
+      'loss (beyond the paper; 0 = the plain HyperGAN).', 0.0)
+  diversity_term: str = _field(
+      'mutual_information', 'Diversity term: mutual_information (maximise '
+      "the networks' disagreement) or repulsion (RBF kernel between their "
+      'predictive distributions, minimised).', choices=diversity.TERMS)
+  diversity_inputs: str = _field(
+      'off_manifold', 'Inputs of the diversity term: off_manifold (noise, '
+      'inverted, superposed and tile-shuffled training images) or batch '
+      '(the training batch itself).', choices=diversity.INPUTS)
+  diversity_batch_size: int = _field(
+      50, 'Off-manifold inputs per step, made from the first images of '
+      'the batch.', 1)
   pretrain_mixer_steps: int = _field(
       1000, 'Most mixer pre-training steps (0 disables).', 0)
   pretrain_mixer_threshold: float = _field(
@@ -205,6 +220,18 @@ class TrainConfig(DataOptions):
       raise ValueError(f'--warmup_steps ({self.warmup_steps}) must be smaller '
                        f'than --steps ({self.steps}).')
     self.hypernet  # Validates the hypernetwork sizes.
+    if self.diversity_weight:
+      self.check_diversity()
+
+  def check_diversity(self) -> None:
+    """Raises ValueError where the diversity term cannot work."""
+    if self.task != 'classification':
+      raise ValueError('--diversity_weight needs a classification dataset '
+                       f'({self.dataset!r} is {self.task}); set it to 0.')
+    if self.num_networks < 2:
+      raise ValueError('--diversity_weight compares networks with each '
+                       'other: it needs --num_networks >= 2, got '
+                       f'{self.num_networks}.')
 
   @property
   def task(self) -> str:

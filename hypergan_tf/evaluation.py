@@ -70,7 +70,19 @@ def classification(logits: np.ndarray, labels: np.ndarray,
     out[f'{split}/brier_n{k}'] = metrics.brier_score(probs, labels)
     out[f'{split}/ece_n{k}'] = metrics.expected_calibration_error(probs,
                                                                   labels)
+    out.update(disagreement(logits[:k], f'{split}/', f'_n{k}'))
   return out
+
+
+def disagreement(logits: np.ndarray, prefix: str, suffix: str
+                 ) -> dict[str, float]:
+  """How far the members are from one function: the mean pairwise
+  disagreement of their argmax and the mean mutual information (nats)."""
+  return {
+      f'{prefix}disagreement{suffix}': metrics.disagreement(logits),
+      f'{prefix}mutual_information{suffix}': float(tf.reduce_mean(
+          metrics.mutual_information(logits))),
+  }
 
 
 def regression_scores(outputs: np.ndarray, targets: np.ndarray,
@@ -97,18 +109,28 @@ def ensemble_entropy(logits: np.ndarray, k: int) -> np.ndarray:
   return metrics.entropy(metrics.ensemble_probabilities(logits[:k])).numpy()
 
 
+# The paper (Sec. 4.4): none of its outliers had an entropy below 0.8 nats.
+HIGH_ENTROPY = 0.8
+
+
 def out_of_distribution(in_logits: np.ndarray, out_logits: np.ndarray,
                         name: str, sizes: Iterable[int] = (10, 100)
                         ) -> dict[str, float]:
-  """AUROC, AUPR and FPR@95%TPR of ensemble entropy, OOD = positive."""
+  """AUROC, AUPR and FPR@95%TPR of ensemble entropy (OOD = positive),
+  the fraction of OOD inputs with entropy >= HIGH_ENTROPY, and the members'
+  disagreement on them."""
   out = {}
   for k in sizes:
     if k > min(in_logits.shape[0], out_logits.shape[0]):
       continue
+    out_entropy = ensemble_entropy(out_logits, k)
     scores = metrics.ood_detection(ensemble_entropy(in_logits, k),
-                                   ensemble_entropy(out_logits, k))
+                                   out_entropy)
     for metric, value in scores.items():
       out[f'ood/{name}_{metric}_n{k}'] = value
+    out[f'ood/{name}_high_entropy_n{k}'] = float(
+        np.mean(out_entropy >= HIGH_ENTROPY))
+    out.update(disagreement(out_logits[:k], f'ood/{name}_', f'_n{k}'))
   return out
 
 

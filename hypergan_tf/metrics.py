@@ -65,6 +65,32 @@ def entropy(probs: tf.Tensor) -> tf.Tensor:
       tf.math.log(probs), probs), axis=-1)
 
 
+def mutual_information(logits: tf.Tensor) -> tf.Tensor:
+  """The members' disagreement per input, in nats: [N, B, C] -> [B].
+
+  Entropy of the mean prediction minus the mean member entropy (the
+  epistemic part of the predictive entropy): 0 when all members agree, at
+  most log C.
+  """
+  probs = tf.nn.softmax(tf.cast(logits, tf.float32))
+  return (entropy(tf.reduce_mean(probs, axis=0)) -
+          tf.reduce_mean(entropy(probs), axis=0))
+
+
+def disagreement(logits: tf.Tensor) -> float:
+  """Mean over inputs and member pairs of [argmax_i != argmax_j].
+
+  From the per-class vote counts v: 1 - sum_c v_c (v_c - 1) / (N (N - 1));
+  0 for a single member.
+  """
+  n, _, c = logits.shape
+  if n < 2:
+    return 0.0
+  votes = tf.reduce_sum(tf.one_hot(tf.argmax(logits, -1), c), axis=0)
+  agreeing = tf.reduce_sum(votes * (votes - 1), axis=-1) / (n * (n - 1))
+  return float(1.0 - tf.reduce_mean(agreeing))
+
+
 def _normalised(in_scores, out_scores):
   """Scores as tie-preserving ranks in [0, 1], and OOD labels.
 

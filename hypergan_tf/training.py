@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from hypergan_tf import config as config_lib
+from hypergan_tf import diversity
 from hypergan_tf import evaluation
 from hypergan_tf import hypernet
 from hypergan_tf import loop
@@ -38,6 +39,9 @@ def regression_loss(outputs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   """Squared error per example, averaged over networks: [N, B, 1] -> [B]."""
   return tf.reduce_mean(tf.square(outputs[..., 0] - labels[None]), axis=0)
 
+
+# Keeps the off-manifold inputs' noise apart from other seeded streams.
+_DIVERSITY_STREAM = 0x446976
 
 TASK_LOSSES = {'classification': classification_loss,
                'regression': regression_loss}
@@ -201,6 +205,9 @@ class Trainer:
           for x in (prior, tf.stop_gradient(flat_codes), flat_codes)))
       weight = self._adversarial_weight(task_loss, g_adv)
       g_loss = task_loss + weight * g_adv / replicas
+      if cfg.diversity_weight:
+        diversity_loss = self._diversity_loss(params, images, logits)
+        g_loss += cfg.diversity_weight * diversity_loss / replicas
       d_loss_scaled = d_loss / replicas
       g_scaled = self.g_optimizer.scale_loss(g_loss)
       d_scaled = self.d_optimizer.scale_loss(d_loss_scaled)
@@ -214,11 +221,27 @@ class Trainer:
     }
     if cfg.max_adversarial_ratio:
       losses['adversarial_weight'] = weight / replicas
+    if cfg.diversity_weight:
+      losses['diversity_loss'] = diversity_loss / replicas
     if cfg.task == 'classification':
       correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                  labels[None]), tf.float32)
       losses['accuracy'] = tf.reduce_mean(correct) / replicas
     return g_grads, d_grads, losses
+
+  def _diversity_loss(self, params, images: tf.Tensor, logits: tf.Tensor
+                      ) -> tf.Tensor:
+    """The diversity term on the batch, or on off-manifold inputs made
+    from its first images (a pure function of (seed, step))."""
+    cfg = self.cfg
+    if cfg.diversity_inputs == 'off_manifold':
+      seed = tf.stack([tf.constant(cfg.seed, tf.int64) + _DIVERSITY_STREAM,
+                       tf.identity(self.step)])
+      inputs = diversity.off_manifold(images[:cfg.diversity_batch_size], seed)
+      logits = tf.cast(
+          targets.apply(self.spec, params, inputs, cfg.forward_method),
+          tf.float32)
+    return diversity.loss(cfg.diversity_term, logits)
 
   def _adversarial_weight(self, task_loss: tf.Tensor, g_adv: tf.Tensor
                           ) -> tf.Tensor:

@@ -93,3 +93,21 @@ def test_parameter_norms():
   bias = tf.constant([[4.0], [1.0]])
   (mean, std), = metrics.parameter_norms([(kernel, bias)])
   assert mean == pytest.approx(3.0) and std == pytest.approx(2.0)
+
+
+def test_disagreement_counts_member_pairs_that_differ():
+  # 3 members, 2 inputs: votes (0, 0, 1) differ in 2 of 3 pairs; (2, 2, 2)
+  # agree.
+  logits = tf.one_hot([[0, 2], [0, 2], [1, 2]], 3) * 5.0
+  assert metrics.disagreement(logits) == pytest.approx((2 / 3 + 0) / 2)
+  assert metrics.disagreement(logits[:1]) == 0.0
+
+
+def test_mutual_information_is_entropy_of_mean_minus_mean_entropy():
+  # Two confident members that disagree: MI ~ log 2; agreeing: MI = 0.
+  apart = tf.constant([[[20.0, 0.0]], [[0.0, 20.0]]])
+  np.testing.assert_allclose(metrics.mutual_information(apart), [np.log(2)],
+                             rtol=1e-5)
+  together = tf.constant([[[1.0, 0.0]], [[1.0, 0.0]]])
+  np.testing.assert_allclose(metrics.mutual_information(together), [0.0],
+                             atol=1e-6)

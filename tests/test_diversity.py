@@ -1,0 +1,172 @@
+"""Function-space diversity terms, off-manifold inputs, and their wiring."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hypergan_tf import config
+from hypergan_tf import data
+from hypergan_tf import diversity
+from hypergan_tf import loop
+from hypergan_tf import training
+from tests.conftest import TINY
+
+
+def _cfg(**overrides):
+  return config.TrainConfig(**{'run_dir': '', **TINY, **overrides})
+
+
+def _binary_logits(a: float, b: float) -> tf.Variable:
+  """Two networks, one input, two classes: logits (a, 0) and (b, 0)."""
+  return tf.Variable([[[a, 0.0]], [[b, 0.0]]])
+
+
+def test_mutual_information_gradient_matches_hand_computation():
+  # p_i = sigmoid(a_i), p = mean p_i. With binary entropy H,
+  # MI = H(p) - (H(p_1) + H(p_2)) / 2 and dH/dp = log((1 - p) / p), so
+  # dMI/da = p_1 (1 - p_1) / 2 * (logit(p_1) - logit(p)) > 0 for a > b:
+  # maximising MI pushes the more confident network further away.
+  a, b = 0.3, 0.1
+  logits = _binary_logits(a, b)
+  with tf.GradientTape() as tape:
+    loss = diversity.loss('mutual_information', logits)
+  grad = tape.gradient(loss, logits).numpy()
+  sig = lambda x: 1 / (1 + np.exp(-x))
+  p1, p = sig(a), (sig(a) + sig(b)) / 2
+  logit = lambda q: np.log(q / (1 - q))
+  expected = p1 * (1 - p1) / 2 * (logit(p1) - logit(p))
+  np.testing.assert_allclose(-grad[0, 0, 0], expected, rtol=1e-4)
+  # Symmetric on the other network; the constant logit only shifts.
+  assert grad[0, 0, 0] < 0 < grad[1, 0, 0]
+
+
+@pytest.mark.parametrize('term', diversity.TERMS)
+def test_a_descent_step_pushes_two_close_networks_apart(term):
+  logits = _binary_logits(0.3, 0.1)
+  gap = lambda: float(tf.abs(tf.nn.softmax(logits[0]) -
+                             tf.nn.softmax(logits[1]))[0, 0])
+  before = gap()
+  with tf.GradientTape() as tape:
+    loss = diversity.loss(term, logits)
+  logits.assign_sub(0.5 * tape.gradient(loss, logits))
+  assert gap() > before
+
+
+@pytest.mark.parametrize('term', diversity.TERMS)
+@pytest.mark.parametrize('n', [1, 2])
+def test_terms_are_finite_for_one_and_two_networks(term, n):
+  logits = tf.Variable(tf.random.normal([n, 5, 10], seed=1))
+  with tf.GradientTape() as tape:
+    loss = diversity.loss(term, logits)
+  grad = tape.gradient(loss, logits)
+  assert np.isfinite(float(loss))
+  assert grad is None or np.all(np.isfinite(grad.numpy()))
+  if n == 1:
+    assert float(loss) == 0.0
+
+
+def test_identical_networks_are_least_diverse():
+  same = tf.tile(tf.random.normal([1, 8, 10], seed=2), [4, 1, 1])
+  spread = tf.random.normal([4, 8, 10], seed=3) * 3
+  assert float(diversity.loss('mutual_information', same)) == pytest.approx(
+      0.0, abs=1e-5)
+  assert float(diversity.loss('mutual_information', spread)) < -0.1
+  assert float(diversity.loss('repulsion', same)) == pytest.approx(1.0,
+                                                                   abs=1e-5)
+
+
+def test_unknown_term_is_refused():
+  with pytest.raises(ValueError, match='Unknown diversity term'):
+    diversity.loss('svgd', tf.zeros([2, 1, 2]))
+
+
+def test_off_manifold_inputs_are_seeded_images_off_the_batch():
+  images = tf.random.uniform([64, 28, 28, 1], seed=4)
+  seed = tf.constant([1, 2], tf.int64)
+  out = diversity.off_manifold(images, seed)
+  assert out.shape == images.shape
+  np.testing.assert_array_equal(out, diversity.off_manifold(images, seed))
+  other = diversity.off_manifold(images, tf.constant([1, 3], tf.int64))
+  assert not np.array_equal(out, other)
+  assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1
+  changed = np.abs(out.numpy() - images.numpy()).reshape(64, -1).max(1)
+  assert np.all(changed > 0)  # No training image passes through unchanged.
+  # The tile shuffle keeps each image's pixels: some outputs are
+  # permutations of their input.
+  permuted = [np.allclose(np.sort(o.ravel()), np.sort(i.ravel()))
+              for o, i in zip(out.numpy(), images.numpy())]
+  assert any(permuted)
+  inverted = [np.allclose(o, 1 - i) for o, i in zip(out.numpy(),
+                                                    images.numpy())]
+  assert any(inverted)
+
+
+def test_off_manifold_refuses_sides_that_do_not_tile():
+  with pytest.raises(ValueError, match='divide by 4'):
+    diversity.off_manifold(tf.zeros([2, 30, 30, 1]), tf.constant([0, 0]))
+
+
+def test_bad_values_give_one_clear_error_each():
+  with pytest.raises(ValueError, match='diversity_weight must be >= 0'):
+    _cfg(diversity_weight=-1.0)
+  with pytest.raises(ValueError, match='num_networks >= 2'):
+    _cfg(diversity_weight=1.0, num_networks=1)
+  with pytest.raises(ValueError, match='classification'):
+    config.TrainConfig(run_dir='', dataset='toy_regression',
+                       target='toy_regression', diversity_weight=1.0)
+  with pytest.raises(ValueError, match='Unknown --diversity_term'):
+    _cfg(diversity_term='svgd')
+
+
+def _losses(cfg, batch, steps=3):
+  trainer = training.Trainer(cfg)
+  return [trainer.train_step(*batch) for _ in range(steps)], trainer
+
+
+@pytest.fixture(scope='module')
+def batch(tfds_dir):
+  ds = data.load('mnist', 'train', 16, training=True, data_dir=tfds_dir,
+                 download=False)
+  return next(iter(ds))
+
+
+def test_weight_zero_is_the_plain_hypergan_bit_for_bit(batch):
+  plain, plain_trainer = _losses(_cfg(), batch)
+  off, off_trainer = _losses(_cfg(diversity_term='repulsion',
+                                  diversity_inputs='batch'), batch)
+  assert plain == off
+  for a, b in zip(plain_trainer.hypernet.variables,
+                  off_trainer.hypernet.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize('term', diversity.TERMS)
+def test_the_term_enters_the_generator_loss(batch, term):
+  losses, _ = _losses(_cfg(diversity_weight=0.5, diversity_term=term,
+                           diversity_batch_size=8), batch, steps=2)
+  for step in losses:
+    assert np.isfinite(step['diversity_loss'])
+    expected = (step['task_loss'] + 0.1 * step['adversarial_loss'] +
+                0.5 * step['diversity_loss'])
+    assert step['loss'] == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_with_the_term_reads_only_the_training_dataset(
+    tfds_dir, monkeypatch):
+  # Off-manifold inputs are made from the batch: the training pipeline opens
+  # the training dataset and nothing else (never an OOD evaluation set).
+  read = []
+  original = data.builder
+
+  def recording_builder(name, *args, **kwargs):
+    read.append(name)
+    return original(name, *args, **kwargs)
+
+  monkeypatch.setattr(data, 'builder', recording_builder)
+  trainer = training.Trainer(_cfg(data_dir=tfds_dir, download=False,
+                                  diversity_weight=1.0,
+                                  diversity_batch_size=8))
+  train_ds, *_ = loop._datasets(trainer, 0)  # pylint: disable=protected-access
+  for (images, labels), _ in zip(train_ds, range(2)):
+    assert np.isfinite(trainer.train_step(images, labels)['diversity_loss'])
+  assert read and set(read) == {'mnist'}
