@@ -1,0 +1,121 @@
+"""Probes of the diversity term: quick MNIST runs, one change each.
+
+  python benchmarks/diversity_probes.py --out_dir=/tmp/probes \
+      --manual_dir=../shared/data --probes=plain,mi_off,repulsion_off
+
+Each probe trains `configs/mnist_quick.flags` plus its flags (scripts/
+train.py), evaluates it (scripts/evaluate.py: accuracy, disagreement, mutual
+information, notMNIST) and attacks it (scripts/adversarial.py, strong
+protocol, PGD eps = 0.1 on N = 10, scored on a fresh ensemble), each in its
+own process; finished parts are skipped, so rerunning resumes. Prints and
+writes <out_dir>/probes.md, the BUILD_NOTES.md table.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBES = {
+    'plain': [],
+    'mi_off': ['--diversity_weight=1'],
+    'mi_off_w0.3': ['--diversity_weight=0.3'],
+    'mi_off_w3': ['--diversity_weight=3'],
+    'mi_batch': ['--diversity_weight=1', '--diversity_inputs=batch'],
+    'repulsion_off': ['--diversity_weight=1', '--diversity_term=repulsion'],
+    'repulsion_batch': ['--diversity_weight=1', '--diversity_term=repulsion',
+                        '--diversity_inputs=batch'],
+}
+_OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
+                           required=True)
+_PROBES = flags.DEFINE_list('probes', ['plain', 'mi_off', 'repulsion_off'],
+                            f'Probes to run, among {sorted(PROBES)}.')
+_MANUAL = flags.DEFINE_string('manual_dir', None, 'Directory holding '
+                              'notMNIST_small.tar.gz.')
+_EXAMPLES = flags.DEFINE_integer('num_examples', 200, 'Test images attacked.',
+                                 lower_bound=1)
+_ARGS = flags.DEFINE_list('extra_flags', [], 'Flags added to every probe '
+                          '(e.g. --steps=300 for a smoke run).')
+
+# (column, file under the run directory, key).
+COLUMNS = (
+    ('1 net', 'eval/metrics.json', 'test/accuracy_n1'),
+    ('10', 'eval/metrics.json', 'test/accuracy_n10'),
+    ('100', 'eval/metrics.json', 'test/accuracy_n100'),
+    ('disagree test', 'eval/metrics.json', 'test/disagreement_n10'),
+    ('MI test', 'eval/metrics.json', 'test/mutual_information_n10'),
+    ('MI notMNIST', 'eval/metrics.json', 'ood/not_mnist_mutual_information_n10'),
+    ('AUROC notMNIST', 'eval/metrics.json', 'ood/not_mnist_auroc_n10'),
+    ('notMNIST H>=0.8', 'eval/metrics.json', 'ood/not_mnist_high_entropy_n10'),
+    ('MI PGD', 'adversarial/metrics.json',
+     'adv/pgd_eps0.1_mutual_information_n10'),
+    ('PGD 0.1 detected', 'adversarial/metrics.json',
+     'adv/pgd_eps0.1_detection_n10'),
+    ('train s', 'results.json', 'wall_time_s'),
+)
+
+
+def _run(args: list[str]) -> None:
+  print('+', ' '.join(args), flush=True)
+  subprocess.run([sys.executable] + args, cwd=ROOT, check=True)
+
+
+def _read(path: str) -> dict:
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def probe(name: str) -> None:
+  run_dir = os.path.join(_OUT.value, name)
+  if 'selected_step' not in _read(os.path.join(run_dir, 'results.json')):
+    _run(['scripts/train.py', '--flagfile=configs/mnist_quick.flags',
+          f'--run_dir={run_dir}', *PROBES[name], *_ARGS.value])
+  if not os.path.exists(os.path.join(run_dir, 'eval', 'metrics.json')):
+    manual = [f'--manual_dir={_MANUAL.value}'] if _MANUAL.value else []
+    _run(['scripts/evaluate.py', f'--run_dir={run_dir}', *manual])
+  if not os.path.exists(os.path.join(run_dir, 'adversarial',
+                                     'metrics.json')):
+    _run(['scripts/adversarial.py', f'--run_dir={run_dir}',
+          '--protocol=strong', '--attacks=pgd', '--epsilons=0.1',
+          '--ensemble_sizes=10', '--transfer_networks=0',
+          f'--num_examples={_EXAMPLES.value}'])
+
+
+def table(names: list[str]) -> str:
+  lines = ['| probe | flags | ' + ' | '.join(c for c, _, _ in COLUMNS) + ' |',
+           '| --- ' * (len(COLUMNS) + 2) + '|']
+  for name in names:
+    run_dir = os.path.join(_OUT.value, name)
+    cells = []
+    for _, path, key in COLUMNS:
+      value = _read(os.path.join(run_dir, path)).get(key)
+      cells.append('—' if value is None else
+                   f'{value:.0f}' if key == 'wall_time_s' else f'{value:.4f}')
+    lines.append(f'| {name} | {" ".join(PROBES[name]) or "—"} | '
+                 + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  unknown = set(_PROBES.value) - set(PROBES)
+  if unknown:
+    raise app.UsageError(f'Unknown --probes {sorted(unknown)}; choose from '
+                         f'{sorted(PROBES)}.')
+  os.makedirs(_OUT.value, exist_ok=True)
+  for name in _PROBES.value:
+    probe(name)
+    text = table(_PROBES.value)
+    with open(os.path.join(_OUT.value, 'probes.md'), 'w') as f:
+      f.write(text)
+    print(text, flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
