@@ -399,14 +399,13 @@ class BaselineTrainer:
     seed = self.cfg.seed + loop.EVAL_SEED_OFFSET if seed is None else seed
     return self.model.sample(num_members, seed)
 
-  def evaluate(self, dataset, num_members: int,
-               sizes: Iterable[int] = (1, 5, 10, 100),
-               split: str = 'test') -> dict[str, float]:
-    """evaluation.classification of num_members members (clamped to K)."""
+  def member_outputs(self, dataset: Iterable, num_members: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of num_members members (clamped to K), and labels."""
     params = self.sample(self._clamp(num_members))
-    logits, labels, _ = evaluation.collect(
+    outputs, labels, _ = evaluation.collect(
         lambda x: self.logits(params, x), dataset)
-    return evaluation.classification(logits, labels, sizes, split)
+    return outputs, labels
 
   # ------------------------------------------------------------ loop hooks
 

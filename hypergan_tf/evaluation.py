@@ -85,6 +85,30 @@ def disagreement(logits: np.ndarray, prefix: str, suffix: str
   }
 
 
+def scores(outputs: np.ndarray, labels: np.ndarray, task: str,
+           sizes: Iterable[int] = (1, 5, 10, 100), split: str = 'test'
+           ) -> dict[str, float]:
+  """`classification` or `regression_scores` of member outputs [N, B, C]."""
+  if task == 'regression':
+    return regression_scores(outputs, labels, sizes, split)
+  return classification(outputs, labels, sizes, split)
+
+
+def write_summaries(outputs: np.ndarray, labels: np.ndarray, split: str,
+                    step: int) -> None:
+  """TensorBoard pictures of a classification evaluation of N members: the
+  ensemble's entropy histogram and reliability diagram."""
+  n, _, num_classes = outputs.shape
+  if num_classes < 2:  # Regression: no probabilities.
+    return
+  probs = metrics.ensemble_probabilities(outputs)
+  tf.summary.histogram(f'{split}/entropy_n{n}', metrics.entropy(probs), step)
+  png = figures.reliability_png(probs.numpy(), labels,
+                                title=f'{split}, ensemble of {n}, step {step}')
+  tf.summary.image(f'{split}/reliability_n{n}',
+                   tf.image.decode_png(png, channels=3)[None], step)
+
+
 def regression_scores(outputs: np.ndarray, targets: np.ndarray,
                       sizes: Iterable[int] = (1, 5, 10, 100),
                       split: str = 'test') -> dict[str, float]:

@@ -13,19 +13,35 @@ import numpy as np
 from hypergan_tf import rundir
 
 
-def _save(fig, path: str) -> str:
-  """Saves a PNG on any TensorFlow filesystem (local, gs://, ram://)."""
+def _png(fig) -> bytes:
+  """The figure as PNG bytes (closed afterwards)."""
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format='png', dpi=100)
   plt.close(fig)
-  rundir.write_bytes(path, buffer.getvalue())
+  return buffer.getvalue()
+
+
+def _save(fig, path: str) -> str:
+  """Saves a PNG on any TensorFlow filesystem (local, gs://, ram://)."""
+  rundir.write_bytes(path, _png(fig))
   return path
 
 
 def reliability_diagram(probs: np.ndarray, labels: np.ndarray, path: str,
                         num_bins: int = 15, title: str = '') -> str:
-  """Accuracy against confidence per bin, with the bins' counts."""
+  """Accuracy against confidence per bin, as a PNG file."""
+  return _save(_reliability(probs, labels, num_bins, title), path)
+
+
+def reliability_png(probs: np.ndarray, labels: np.ndarray,
+                    num_bins: int = 15, title: str = '') -> bytes:
+  """The reliability diagram as PNG bytes (for TensorBoard images)."""
+  return _png(_reliability(probs, labels, num_bins, title))
+
+
+def _reliability(probs, labels, num_bins, title):
+  """Accuracy against confidence per bin."""
   confidence = probs.max(-1)
   correct = probs.argmax(-1) == labels
   edges = np.linspace(0.0, 1.0, num_bins + 1)
@@ -41,7 +57,7 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, path: str,
   ax.set_ylabel('accuracy')
   ax.set_title(title or 'Reliability diagram')
   ax.legend(loc='upper left')
-  return _save(fig, path)
+  return fig
 
 
 def entropy_ecdf(entropies: dict[str, np.ndarray], path: str,

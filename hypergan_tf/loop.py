@@ -28,6 +28,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams
 
 from hypergan_tf import data
+from hypergan_tf import evaluation
 from hypergan_tf import rundir
 
 
@@ -75,9 +76,9 @@ class Learner(Protocol):
   def train_step(self, images, labels) -> dict[str, float]:
     """One update on a (distributed) batch; the step's losses."""
 
-  def evaluate(self, dataset: Iterable, num_members: int,
-               sizes: Iterable[int], split: str) -> dict[str, float]:
-    """Metrics named 'split/metric_n<k>' (see `evaluation.classification`)."""
+  def member_outputs(self, dataset: Iterable, num_members: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs [N, B, C] of N evaluation members over a dataset, labels [B]."""
 
   def learning_rate(self) -> float:
     """The current learning rate, for progress lines."""
@@ -223,6 +224,22 @@ def fmt(values: dict[str, float]) -> str:
   return '  '.join(f'{k} {v:.4f}' for k, v in values.items())
 
 
+def evaluate(learner: Learner, dataset: Iterable, num_members: int,
+             sizes: Iterable[int], split: str, step: int | None = None
+             ) -> dict[str, float]:
+  """Metrics of the learner's members, named 'split/metric_n<k>' for every
+  method; with a step, also its TensorBoard scalars and pictures."""
+  outputs, labels = learner.member_outputs(dataset, num_members)
+  result = evaluation.scores(outputs, labels,
+                             data.DATASETS[learner.cfg.dataset].task, sizes,
+                             split)
+  if step is not None:
+    for name, value in result.items():
+      tf.summary.scalar(name, value, step=step)
+    evaluation.write_summaries(outputs, labels, split, step)
+  return result
+
+
 def _datasets(learner: Learner, start_step: int):
   """(training, periodic evaluation, test) datasets and the periodic split.
 
@@ -312,10 +329,8 @@ def run(learner: Learner) -> dict[str, Any]:
           window_start, window_steps, sums = time.time(), 0, {}
         periodic = step % cfg.eval_every == 0 and step != cfg.steps
         if periodic or (cfg.validation_size and step == cfg.steps):
-          result = learner.evaluate(eval_ds, learner.eval_members,
-                                    (learner.eval_members,), eval_split)
-          for name, value in result.items():
-            tf.summary.scalar(name, value, step=step)
+          result = evaluate(learner, eval_ds, learner.eval_members,
+                            (learner.eval_members,), eval_split, step)
           learner.write_summaries(step)
           best = checkpoints.save_if_best(selection_score(
               result, eval_split, learner.eval_members))
@@ -331,10 +346,8 @@ def run(learner: Learner) -> dict[str, Any]:
     checkpoints.save(clock)
     steps_done = int(learner.step.numpy())
     selected_step = checkpoints.restore_selected()
-    final = learner.evaluate(test_ds, learner.final_eval_members,
-                             (1, 5, 10, 100), 'test')
-    for name, value in final.items():
-      tf.summary.scalar(name, value, step=cfg.steps)
+    final = evaluate(learner, test_ds, learner.final_eval_members,
+                     (1, 5, 10, 100), 'test', cfg.steps)
   writer.flush()
   if selected_step == steps_done:  # Else it would save the chosen weights.
     checkpoints.save(clock)  # Again, so a resumed run's wall time counts it.

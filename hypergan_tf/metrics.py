@@ -72,9 +72,14 @@ def mutual_information(logits: tf.Tensor) -> tf.Tensor:
   epistemic part of the predictive entropy): 0 when all members agree, at
   most log C.
   """
-  probs = tf.nn.softmax(tf.cast(logits, tf.float32))
-  return (entropy(tf.reduce_mean(probs, axis=0)) -
-          tf.reduce_mean(entropy(probs), axis=0))
+  # In log space: confident members (probabilities that underflow to 0)
+  # keep finite gradients, which a training loss on this needs.
+  log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+  members = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
+  n = tf.cast(tf.shape(log_probs)[0], tf.float32)
+  log_mean = tf.reduce_logsumexp(log_probs, axis=0) - tf.math.log(n)
+  total = -tf.reduce_sum(tf.exp(log_mean) * log_mean, axis=-1)
+  return total - tf.reduce_mean(members, axis=0)
 
 
 def disagreement(logits: tf.Tensor) -> float:

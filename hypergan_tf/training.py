@@ -348,21 +348,13 @@ class Trainer:
     return self.hypernet.sample(num_networks,
                                 tf.random.Generator.from_seed(seed))
 
-  def evaluate(self, dataset: Iterable, num_members: int,
-               sizes: Iterable[int] = (1, 5, 10, 100),
-               split: str = 'test', seed: int | None = None
-               ) -> dict[str, float]:
-    """Scores of single sampled networks and of their ensembles.
-
-    Classification: `evaluation.classification`; regression:
-    `evaluation.regression_scores` (an ensemble predicts its members' mean).
-    """
-    params = self.sample_eval_params(num_members, seed)
+  def member_outputs(self, dataset: Iterable, num_members: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits [N, B, C] of num_members evaluation networks, and labels."""
+    params = self.sample_eval_params(num_members)
     outputs, labels, _ = evaluation.collect(
         lambda x: self.logits(params, x), dataset)
-    if self.cfg.task == 'regression':
-      return evaluation.regression_scores(outputs, labels, sizes, split)
-    return evaluation.classification(outputs, labels, sizes, split)
+    return outputs, labels
 
   # ------------------------------------------------------------ loop hooks
 

@@ -65,6 +65,16 @@ def test_terms_are_finite_for_one_and_two_networks(term, n):
     assert float(loss) == 0.0
 
 
+@pytest.mark.parametrize('term', diversity.TERMS)
+def test_gradients_stay_finite_for_saturated_networks(term):
+  # Logits far apart enough that softmax underflows to exactly 0.
+  logits = tf.Variable([[[200.0, 0.0, -200.0]], [[-200.0, 0.0, 200.0]]])
+  with tf.GradientTape() as tape:
+    loss = diversity.loss(term, logits)
+  assert np.isfinite(float(loss))
+  assert np.all(np.isfinite(tape.gradient(loss, logits).numpy()))
+
+
 def test_identical_networks_are_least_diverse():
   same = tf.tile(tf.random.normal([1, 8, 10], seed=2), [4, 1, 1])
   spread = tf.random.normal([4, 8, 10], seed=3) * 3

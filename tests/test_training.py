@@ -141,10 +141,23 @@ def test_foreign_checkpoint_gives_clear_error(tmp_path):
                      ).restore()
 
 
-def test_evaluate_reports_single_and_ensemble(batch):
+def _summary_tags(directory) -> set[str]:
+  tags = set()
+  for path in tf.io.gfile.glob(os.path.join(directory, 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+def test_evaluate_reports_single_and_ensemble(batch, tmp_path):
   images, labels = batch
   trainer = training.Trainer(_cfg(batch_size=32))
-  result = trainer.evaluate([(images, labels)], 4, (1, 4, 10))
+  with tf.summary.create_file_writer(str(tmp_path)).as_default():
+    result = loop.evaluate(trainer, [(images, labels)], 4, (1, 4, 10),
+                           'test', step=7)
+  # Scalars, and the ensemble's entropy histogram and reliability diagram.
+  assert {'test/accuracy_n4', 'test/disagreement_n4', 'test/entropy_n4',
+          'test/reliability_n4'} <= _summary_tags(tmp_path)
   assert {'test/accuracy_n1', 'test/accuracy_n1_std',
           'test/accuracy_n4'} <= set(result)
   assert 'test/accuracy_n10' not in result  # Only 4 networks.
