@@ -1,11 +1,15 @@
 """The package's import graph points one way: no module imports itself back."""
 
 import ast
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'hypergan_tf'
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = REPO / 'hypergan_tf'
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -82,3 +86,14 @@ def test_the_bottom_layer_imports_nothing_above_it(module):
             'hypergan_tf.rundir', 'hypergan_tf.datasets',
             'hypergan_tf.datasets.not_mnist'}
   assert import_graph()[f'hypergan_tf.{module}'] <= bottom
+
+
+def test_import_is_quiet_by_default():
+  # TensorFlow's CUDA-probe lines ('Could not find cuda drivers', 'All log
+  # messages before absl::InitializeLog()') are silenced unless asked for.
+  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  env['PYTHONPATH'] = str(REPO)
+  out = subprocess.run([sys.executable, '-c', 'import hypergan_tf'],
+                       capture_output=True, text=True, env=env, cwd=REPO,
+                       timeout=300, check=True)
+  assert out.stderr == ''
