@@ -240,6 +240,7 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   """Evaluates the model of a run directory; writes <run_dir>/eval/.
 
   Writes metrics.json, report.md and PNG figures: reliability diagram,
+  accuracy against training step (from the run's TensorBoard summaries),
   entropy eCDFs (in-distribution vs OOD), first-layer filters, the most
   uncertain test images and the most confident OOD images.
 
@@ -282,6 +283,12 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
   paths.append(figures.reliability_diagram(
       probs.numpy(), labels, rundir.join(out_dir, 'reliability.png'),
       title=f'Reliability, ensemble of {min(10, num_networks)}'))
+  curves = rundir.read_scalars(
+      run_dir, r'train/accuracy|(validation|test)/accuracy_n\d+')
+  if curves:
+    paths.append(figures.accuracy_curves(
+        curves, rundir.join(out_dir, 'accuracy_vs_step.png'),
+        f'{run_dir}: accuracy against step'))
   paths.append(figures.first_layer_filters(
       params[0][0].numpy(), rundir.join(out_dir, 'filters.png')))
   k = num_networks

@@ -303,6 +303,22 @@ def ensemble_accuracy(panels: dict[str, dict[str, tuple[list, list]]],
   return _save(fig, path)
 
 
+def accuracy_curves(curves: dict[str, tuple[list, list]], path: str,
+                    title: str = '') -> str:
+  """Accuracy against training step, one line per TensorBoard tag (a tag
+  with a single point, such as the final test, is a marker)."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for tag, (steps, values) in sorted(curves.items()):
+    ax.plot(steps, 100 * np.asarray(values), marker='o' if len(steps) < 3
+            else None, label=tag)
+  ax.set_xlabel('training step')
+  ax.set_ylabel('accuracy (%)')
+  ax.grid(alpha=0.3)
+  ax.set_title(title or 'Accuracy against training step', fontsize=9)
+  ax.legend(loc='lower right', fontsize=7)
+  return _save(fig, path)
+
+
 def detection_sweep(epsilons: list[float],
                     panels: dict[str, dict[tuple[str, str], list[float]]],
                     path: str, ylabel: str, title: str = '') -> str:

@@ -280,7 +280,7 @@ def run(learner: Learner) -> dict[str, Any]:
   clock = time.time() - float(learner.wall_time.numpy())
   train_ds, eval_ds, test_ds, eval_split = _datasets(learner, start_step)
   writer = (tf.summary.create_file_writer(rundir.join(cfg.run_dir,
-                                                      'summaries'))
+                                                      rundir.SUMMARY_DIR))
             if learner.chief else tf.summary.create_noop_writer())
   prepared = learner.prepare()
   if start_step == 0:

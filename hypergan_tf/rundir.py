@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import time
 from typing import Any, Iterable
 
@@ -25,6 +26,7 @@ CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'  # Written when a run reaches its --steps.
 CHECKPOINT_DIR = 'checkpoints'
 BEST_DIR = 'best'  # Under checkpoints/: the step chosen on validation.
+SUMMARY_DIR = 'summaries'  # TensorBoard events.
 
 
 def join(*parts: str) -> str:
@@ -141,3 +143,24 @@ def selected_checkpoint(run_dir: str) -> str | None:
   """The checkpoint a run reports: chosen on validation, else the latest."""
   return (tf.train.latest_checkpoint(join(run_dir, CHECKPOINT_DIR, BEST_DIR))
           or tf.train.latest_checkpoint(join(run_dir, CHECKPOINT_DIR)))
+
+
+
+def read_scalars(run_dir: str, pattern: str) -> dict[str, tuple[list, list]]:
+  """The TensorBoard scalars of a run whose tag matches a regex.
+
+  Returns:
+    {tag: (steps, values)}, in step order; a later write of a step (a
+    resumed run repeating it) replaces the earlier one.
+  """
+  matcher = re.compile(pattern)
+  points: dict[str, dict[int, float]] = {}
+  paths = sorted(tf.io.gfile.glob(join(run_dir, SUMMARY_DIR, 'events.*')))
+  for path in paths:
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if matcher.fullmatch(value.tag) and value.HasField('tensor'):
+          points.setdefault(value.tag, {})[event.step] = float(
+              tf.make_ndarray(value.tensor))
+  return {tag: (sorted(steps), [steps[s] for s in sorted(steps)])
+          for tag, steps in points.items()}

@@ -15,7 +15,6 @@ from hypergan_tf import evaluation
 from hypergan_tf import members
 from hypergan_tf import training
 from tests.conftest import REPO
-from tests.conftest import TINY
 
 ARCHIVE_DIR = REPO.parent / 'shared' / 'data'
 
@@ -51,12 +50,10 @@ def test_report_lists_every_metric():
   assert '## ood' in text and '![fig.png](fig.png)' in text
 
 
-def test_evaluate_script_writes_every_file(tfds_dir, tmp_path):
+def test_evaluate_script_writes_every_file(tiny_run, tmp_path):
   if not (ARCHIVE_DIR / 'notMNIST_small.tar.gz').exists():
     pytest.fail(f'notMNIST archive not found in {ARCHIVE_DIR}.')
-  run_dir = tmp_path / 'run'
-  training.train(config.TrainConfig(run_dir=str(run_dir), data_dir=tfds_dir,
-                                    download=False, **TINY))
+  run_dir = tiny_run
   out = subprocess.run(
       [sys.executable, 'scripts/evaluate.py', f'--run_dir={run_dir}',
        '--num_networks=10', f'--manual_dir={ARCHIVE_DIR}',
@@ -66,16 +63,23 @@ def test_evaluate_script_writes_every_file(tfds_dir, tmp_path):
   eval_dir = run_dir / 'eval'
   for name in ('metrics.json', 'report.md', 'reliability.png',
                'entropy_ecdf.png', 'filters.png', 'uncertain_test.png',
-               'confident_ood.png'):
+               'confident_ood.png', 'accuracy_vs_step.png'):
     assert (eval_dir / name).stat().st_size > 0, name
   results = json.loads((eval_dir / 'metrics.json').read_text())
   for key in ('test/accuracy_n1', 'test/accuracy_n1_std', 'test/accuracy_n5',
               'test/accuracy_n10', 'test/nll_n10', 'test/ece_n10',
               'test/brier_n10', 'ood/not_mnist_auroc_n10',
               'ood/not_mnist_aupr_n10', 'ood/not_mnist_fpr_at_95_tpr_n10',
-              'diversity/layer_0_norm_mean', 'diversity/layer_2_norm_std'):
+              'diversity/layer_0_norm_mean', 'diversity/layer_2_norm_std',
+              'test/disagreement_n10', 'test/mutual_information_n10',
+              'ood/not_mnist_high_entropy_n10',
+              'ood/not_mnist_disagreement_n10',
+              'ood/not_mnist_mutual_information_n10'):
     assert key in results, key
-  assert 0.0 <= results['ood/not_mnist_auroc_n10'] <= 1.0
+  for key in ('ood/not_mnist_auroc_n10', 'test/disagreement_n10',
+              'ood/not_mnist_high_entropy_n10'):
+    assert 0.0 <= results[key] <= 1.0, key
+  assert 0.0 <= results['test/mutual_information_n10'] <= np.log(10)
 
 
 def test_toy_regression_fits_data_and_is_unsure_away_from_it(tmp_path):

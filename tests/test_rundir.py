@@ -40,3 +40,19 @@ def test_ram_run_directory_trains_resumes_and_evaluates(tfds_dir):
   assert tf.io.gfile.exists(rundir.join(run_dir, 'eval', 'reliability.png'))
   # No notMNIST archive given: that part is skipped and says how to get it.
   assert '--manual_dir' in written['skipped']['ood/not_mnist']
+
+
+def test_read_scalars_matches_tags_in_step_order(tmp_path):
+  directory = str(tmp_path / rundir.SUMMARY_DIR)
+  for session, steps in enumerate(([1, 2, 3], [3, 4])):  # A resume repeats 3.
+    writer = tf.summary.create_file_writer(directory)
+    with writer.as_default():
+      for step in steps:
+        tf.summary.scalar('validation/accuracy_n10', step + session, step=step)
+        tf.summary.scalar('train/loss', 1.0, step=step)
+    writer.close()
+  curves = rundir.read_scalars(str(tmp_path), r'validation/accuracy_n\d+')
+  assert set(curves) == {'validation/accuracy_n10'}
+  steps, values = curves['validation/accuracy_n10']
+  assert steps == [1, 2, 3, 4]
+  assert values == [1.0, 2.0, 4.0, 5.0]  # Step 3 from the resumed session.
