@@ -21,8 +21,11 @@ def _import_tensorflow_quietly() -> None:
 
   TF 2.21 prints its CUDA-probe lines ('Could not find cuda drivers', 'All
   log messages before absl::InitializeLog()') while importing, before it
-  reads TF_CPP_MIN_LOG_LEVEL; only silencing file descriptor 2 hides them.
-  Python errors still surface: they are raised, not printed, on import.
+  reads TF_CPP_MIN_LOG_LEVEL, and an error line ('failed call to cuInit')
+  on a machine without a GPU when the devices are first listed; only
+  silencing file descriptor 2 hides them, so both happen here. Listing the
+  physical devices leaves them configurable. Python errors still surface:
+  they are raised, not printed.
   """
   if 'tensorflow' in sys.modules or os.environ['TF_CPP_MIN_LOG_LEVEL'] < '2':
     return
@@ -30,7 +33,8 @@ def _import_tensorflow_quietly() -> None:
   saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
   os.dup2(devnull, 2)
   try:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow  # pylint: disable=g-import-not-at-top
+    tensorflow.config.list_physical_devices('GPU')
   finally:
     os.dup2(saved, 2)
     os.close(saved)
