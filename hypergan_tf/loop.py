@@ -7,6 +7,8 @@ objects. The loop does everything else the same way for all of them: data
 checkpoints (numbered by step, never of broken weights, the validation
 choice in checkpoints/best), periodic evaluation, TensorBoard summaries,
 progress lines, SIGTERM and NaN handling, and the final results.json.
+Under a multi-worker cluster a signal to any worker stops them all, after a
+checkpoint at one common step (`preemption_handler`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from absl import logging
 import keras
@@ -38,6 +41,14 @@ EVAL_SEED_OFFSET = 1_000_003
 
 class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or Inf; the last good checkpoint is left untouched."""
+
+
+class Preempted(KeyboardInterrupt):
+  """A signal to one worker of a cluster stopped all, saved at one step.
+
+  The message is the signal's name, as for KeyboardInterrupt('SIGTERM'), so
+  `script_errors` ends the script the same way on every worker.
+  """
 
 
 class Learner(Protocol):
@@ -96,9 +107,11 @@ class Checkpoints:
   def __init__(self, learner: Learner):
     cfg = learner.cfg
     self.learner = learner
+    # Every worker resumes from the run directory's checkpoints (shared by a
+    # cluster) so all start at the same step with the same weights.
+    self.shared = rundir.join(cfg.run_dir, rundir.CHECKPOINT_DIR)
     # Every worker saves (saving is collective); only the chief's count.
-    self.directory = (rundir.join(cfg.run_dir, rundir.CHECKPOINT_DIR)
-                      if learner.chief
+    self.directory = (self.shared if learner.chief
                       else tempfile.mkdtemp(prefix='hypergan_worker_'))
     self.latest = tf.train.CheckpointManager(
         learner.checkpoint, self.directory,
@@ -111,12 +124,11 @@ class Checkpoints:
           max_to_keep=1)
 
   def restore(self) -> bool:
-    """Restores the latest checkpoint; True if there was one."""
-    restored = rundir.restore(self.learner.checkpoint,
-                              self.latest.latest_checkpoint)
+    """Restores the run's latest checkpoint; True if there was one."""
+    path = tf.train.latest_checkpoint(self.shared)
+    restored = rundir.restore(self.learner.checkpoint, path)
     if restored:
-      logging.info('Resumed from %s at step %d.',
-                   self.latest.latest_checkpoint,
+      logging.info('Resumed from %s at step %d.', path,
                    int(self.learner.step.numpy()))
     return restored
 
@@ -177,6 +189,120 @@ def sigterm_as_interrupt():
 
 # Exit codes of a run stopped by Ctrl-C / SIGTERM after saving (128 + signal).
 INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+  """Whether training spans processes, so one must not stop alone."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          and resolver is not None and bool(resolver.cluster_spec().jobs))
+
+
+class RecordedSignals:
+  """SIGINT and SIGTERM, recorded for the preemption handler to poll.
+
+  A worker of a cluster that stopped by itself would leave its peers waiting
+  in a collective forever, so a signal only sets a flag.
+  """
+
+  def __init__(self):
+    self.received: list[int] = []
+    self.polled = threading.Event()  # The handler is watching.
+
+  def record(self, signum, frame) -> None:
+    del frame
+    self.received.append(signum)
+
+  def arrived(self) -> bool:
+    """The handler's termination watcher (it calls this every second)."""
+    self.polled.set()
+    return bool(self.received)
+
+  def name(self) -> str:
+    """The first signal's name; peers of the worker that got it: SIGTERM."""
+    return signal.Signals(self.received[0] if self.received
+                          else signal.SIGTERM).name
+
+
+@contextlib.contextmanager
+def recorded_signals() -> Iterator[RecordedSignals]:
+  """Records SIGINT and SIGTERM instead of raising, then restores them."""
+  signals = RecordedSignals()
+  try:
+    previous = {s: signal.signal(s, signals.record)
+                for s in (signal.SIGINT, signal.SIGTERM)}
+  except ValueError:  # Not the main thread: leave signals alone.
+    yield signals
+    return
+  try:
+    yield signals
+  finally:
+    for signum, old in previous.items():
+      signal.signal(signum, old)
+
+
+def preemption_handler(
+    learner: Learner, checkpoints: Checkpoints, clock: float,
+    signals: RecordedSignals
+) -> tf.distribute.experimental.PreemptionCheckpointHandler:
+  """Saves every worker at one step once any got a signal, then stops them.
+
+  The worker that got the signal names the step (its next one) through the
+  cluster's coordination service; all save there with the loop's own save
+  (numbered by step, never broken weights) and raise `Preempted`.
+  """
+  def save():
+    logging.warning('Interrupted at step %d; saving a checkpoint on every '
+                    'worker.', int(learner.step.numpy()))
+    checkpoints.save(clock)
+
+  def stop():
+    raise Preempted(signals.name())
+
+  config = tf.distribute.experimental.TerminationConfig(
+      termination_watcher_fn=signals.arrived, exit_fn=stop, save_fn=save,
+      grace_period=0)  # Else 1 h more training on GCE GPU VMs.
+  # It adds its step counter to the checkpoint and restores the manager's
+  # latest: the chief's again (what it holds already), nothing on the other
+  # workers (temp directories). Theirs came with `Checkpoints.restore`, from
+  # the run's checkpoint (applied once added), so all counters agree.
+  return tf.distribute.experimental.PreemptionCheckpointHandler(
+      learner.strategy.cluster_resolver, checkpoints.latest,
+      termination_config=config)
+
+
+# A working handler polls its watcher as it starts. TF turns it off where
+# it finds a GCE CPU or TPU VM (a GCE metadata server answers): no polling.
+HANDLER_START_TIMEOUT_S = 5.0
+
+
+@contextlib.contextmanager
+def interruptible(learner: Learner, checkpoints: Checkpoints,
+                  clock: float) -> Iterator[Callable[[Callable], Any]]:
+  """Yields how to run a training step so that a signal stops cleanly.
+
+  In a cluster every step goes through the preemption handler; on one
+  machine (or where TF has no handler) SIGTERM becomes KeyboardInterrupt
+  and the loop saves.
+  """
+  if is_multi_worker(learner.strategy):
+    with recorded_signals() as signals:
+      handler = preemption_handler(learner, checkpoints, clock, signals)
+      try:
+        if signals.polled.wait(HANDLER_START_TIMEOUT_S):
+          yield handler.run
+          return
+      finally:
+        # Stops its watcher threads while every worker is still up; one left
+        # waiting on the coordination service of a chief that finished
+        # first dies with a traceback. TF stops them only in __del__, which
+        # never runs by itself: the threads hold the handler.
+        handler.__del__()
+    logging.warning('TensorFlow has no PreemptionCheckpointHandler on this '
+                    'platform: a signal to one worker can leave the others '
+                    'waiting.')
+  with sigterm_as_interrupt():
+    yield lambda step_fn: step_fn()
 
 
 @contextlib.contextmanager
@@ -301,10 +427,11 @@ def run(learner: Learner) -> dict[str, Any]:
   # On a terminal a progress bar; in logs (nohup, CI) the periodic lines.
   progress = (keras.utils.Progbar(cfg.steps)
               if sys.stderr.isatty() and learner.chief else None)
-  with sigterm_as_interrupt(), writer.as_default():
+  with (interruptible(learner, checkpoints, clock) as run_step,
+        writer.as_default()):
     try:
       while int(learner.step.numpy()) < cfg.steps:
-        losses = learner.train_step(*next(batches))
+        losses = run_step(lambda: learner.train_step(*next(batches)))
         step = int(learner.step.numpy())
         check_finite(losses, step, cfg.run_dir)
         if progress:
@@ -338,6 +465,9 @@ def run(learner: Learner) -> dict[str, Any]:
                        '  (best so far)' if best else '')
         if step % cfg.checkpoint_every == 0:
           checkpoints.save(clock)
+    except Preempted:  # Saved already, by every worker at the same step.
+      checkpoints.remove_if_worker()
+      raise
     except KeyboardInterrupt:
       logging.warning('Interrupted at step %d; saving a checkpoint.',
                       int(learner.step.numpy()))

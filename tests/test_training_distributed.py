@@ -6,12 +6,15 @@ runs in a fresh process.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.conftest import REPO
 from tests.conftest import TINY
@@ -125,3 +128,98 @@ def test_multi_worker_trains_identically_and_only_chief_writes(tfds_dir,
   assert (chief / 'results.json').exists()
   assert os.listdir(chief / 'checkpoints')
   assert not other.exists()  # Nothing written by the non-chief worker.
+
+
+# TINY as flags for scripts/train.py, cheaper: the in-memory toy regression
+# data, no mixer pre-training, one checkpoint at step 0 (so the only later
+# one is the preemption's). The handler polls for signals every second:
+# enough steps that it lands mid-run on a fast machine too.
+_PREEMPT_STEPS = 300
+_PREEMPT_FLAGS = [f'--{k}={v}' for k, v in {
+    **TINY, 'dataset': 'toy_regression', 'target': 'toy_regression',
+    'steps': _PREEMPT_STEPS, 'pretrain_mixer_steps': 0,
+    'log_every': 1, 'eval_every': 1000, 'checkpoint_every': 1000,
+    'strategy': 'multi_worker'}.items()]
+
+
+def _start_cluster(run_dir, logs, temp_dirs):
+  """Two workers of scripts/train.py sharing run_dir (a shared filesystem).
+
+  Each has its own TMPDIR, where a non-chief worker's saves go.
+  """
+  cluster = {'worker': [f'127.0.0.1:{p}' for p in _free_ports(2)]}
+  workers = []
+  for index in range(2):
+    tf_config = json.dumps({'cluster': cluster,
+                            'task': {'type': 'worker', 'index': index}})
+    with open(logs[index], 'w') as log:  # Files: a full pipe would block.
+      workers.append(subprocess.Popen(
+          [sys.executable, 'scripts/train.py', f'--run_dir={run_dir}',
+           '--nodownload', *_PREEMPT_FLAGS],
+          cwd=REPO, stdout=subprocess.DEVNULL, stderr=log,
+          env={**os.environ, 'PYTHONPATH': str(REPO), 'TF_CONFIG': tf_config,
+               'TMPDIR': str(temp_dirs[index])}))
+  return workers
+
+
+def _wait_for_line(log, text, workers, timeout):
+  """Waits until log shows text; fails if a worker ended or on timeout."""
+  deadline = time.time() + timeout
+  while text not in log.read_text():
+    assert time.time() < deadline, f'no {text!r} in {timeout} s'
+    assert all(w.poll() is None for w in workers), log.read_text()[-3000:]
+    time.sleep(0.05)
+
+
+def _interrupted_step(log):
+  """The step at which the loop logged it saved after the signal."""
+  lines = [line for line in log.read_text().splitlines()
+           if 'Interrupted at step' in line]
+  assert lines, log.read_text()[-3000:]
+  return int(lines[-1].split('Interrupted at step ')[1].split(';')[0])
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_step_then_resumes(tmp_path):
+  """SIGTERM to the non-chief: both save at one step and exit 143, no hang.
+
+  The same command then resumes both from that step to the end.
+  """
+  run_dir = tmp_path / 'run'
+  temp_dirs = [tmp_path / 'tmp0', tmp_path / 'tmp1']
+  for path in temp_dirs:
+    path.mkdir()
+  stopped = [tmp_path / 'stopped0.log', tmp_path / 'stopped1.log']
+  resumed = [tmp_path / 'resumed0.log', tmp_path / 'resumed1.log']
+  workers = []
+  try:
+    workers = _start_cluster(run_dir, stopped, temp_dirs)
+    _wait_for_line(stopped[0], f'step 5/{_PREEMPT_STEPS}', workers, 300)
+    workers[1].send_signal(signal.SIGTERM)
+    for worker, log in zip(workers, stopped):
+      worker.wait(timeout=120)  # A worker waiting in a collective would hang.
+      text = log.read_text()
+      assert worker.returncode == 128 + signal.SIGTERM, text[-3000:]
+      assert 'Stopped by SIGTERM; the checkpoint is saved' in text
+      assert 'Traceback' not in text
+    saved = _interrupted_step(stopped[0])
+    assert _interrupted_step(stopped[1]) == saved
+    assert 5 < saved < _PREEMPT_STEPS
+    path = tf.train.latest_checkpoint(str(run_dir / 'checkpoints'))
+    assert path.endswith(f'ckpt-{saved}')
+    reader = tf.train.load_checkpoint(path)
+    assert reader.get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE') == saved
+    assert not os.listdir(temp_dirs[1])  # The non-chief's copy is removed.
+
+    workers = _start_cluster(run_dir, resumed, temp_dirs)
+    for worker, log in zip(workers, resumed):
+      worker.wait(timeout=300)
+      assert worker.returncode == 0, log.read_text()[-3000:]
+      assert 'Traceback' not in log.read_text()  # E.g. from TF's threads.
+    results = json.loads((run_dir / 'results.json').read_text())
+    assert (results['start_step'], results['steps']) == (saved,
+                                                         _PREEMPT_STEPS)
+  finally:
+    for worker in workers:
+      if worker.poll() is None:
+        worker.kill()
+        worker.wait()
