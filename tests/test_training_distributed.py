@@ -133,8 +133,9 @@ def test_multi_worker_trains_identically_and_only_chief_writes(tfds_dir,
 # TINY as flags for scripts/train.py, cheaper: the in-memory toy regression
 # data, no mixer pre-training, one checkpoint at step 0 (so the only later
 # one is the preemption's). The handler polls for signals every second:
-# enough steps that it lands mid-run on a fast machine too.
-_PREEMPT_STEPS = 300
+# enough steps that it lands mid-run on a fast machine too (about 10 steps
+# pass between the signal and the save on a loaded 2-core machine).
+_PREEMPT_STEPS = 500
 _PREEMPT_FLAGS = [f'--{k}={v}' for k, v in {
     **TINY, 'dataset': 'toy_regression', 'target': 'toy_regression',
     'steps': _PREEMPT_STEPS, 'pretrain_mixer_steps': 0,
