@@ -4,7 +4,7 @@ The loop itself (checkpoints, evaluation schedule, summaries, results) is
 `loop.run`, shared with the baselines; `Trainer` is the HyperGAN's
 `loop.Learner`. Generator side: task loss averaged over the sampled networks
 + beta x the non-saturating adversarial loss of the discriminator on the
-codes.
+codes (+ the optional function-space diversity term, `diversity`).
 Discriminator: binary cross-entropy with logits, real = prior samples,
 fake = codes (one sigmoid, inside the loss; the authors' code applies two).
 """
