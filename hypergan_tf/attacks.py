@@ -438,9 +438,8 @@ def ensemble_attacks(model, images: np.ndarray, labels: np.ndarray,
       f'adv/clean_entropy_mean_n{n}': float(clean_entropy['fresh'].mean()),
       f'adv/entropy_threshold_n{n}': threshold['fresh'],
       f'adv/entropy_threshold_attacked_n{n}': threshold['attacked'],
-      f'adv/clean_mutual_information_n{n}': float(
-          np.mean(metrics.mutual_information(clean['fresh']))),
-      f'adv/clean_disagreement_n{n}': metrics.disagreement(clean['fresh']),
+      **{f'adv/clean_{name}_n{n}': value for name, value in
+         metrics.function_diversity(clean['fresh']).items()},
   }
   per_image: dict[Any, np.ndarray] = {'clean': clean_entropy['fresh']}
   for attack in cfg.attacks:
@@ -470,10 +469,8 @@ def ensemble_attacks(model, images: np.ndarray, labels: np.ndarray,
           metrics.accuracy(_probs(logits['fresh'][:, successful]),
                            labels[successful])
           if successful.any() else float('nan'))
-      out[strong_key(attack, eps, f'mutual_information_n{n}')] = float(
-          np.mean(metrics.mutual_information(logits['fresh'])))
-      out[strong_key(attack, eps, f'disagreement_n{n}')] = (
-          metrics.disagreement(logits['fresh']))
+      for name, value in metrics.function_diversity(logits['fresh']).items():
+        out[strong_key(attack, eps, f'{name}_n{n}')] = value
       per_image[(attack, eps)] = entropy['fresh']
       per_image[(attack, eps, 'successful')] = successful
       logging.info(

@@ -76,13 +76,9 @@ def classification(logits: np.ndarray, labels: np.ndarray,
 
 def disagreement(logits: np.ndarray, prefix: str, suffix: str
                  ) -> dict[str, float]:
-  """How far the members are from one function: the mean pairwise
-  disagreement of their argmax and the mean mutual information (nats)."""
-  return {
-      f'{prefix}disagreement{suffix}': metrics.disagreement(logits),
-      f'{prefix}mutual_information{suffix}': float(tf.reduce_mean(
-          metrics.mutual_information(logits))),
-  }
+  """`metrics.function_diversity`, named prefix + metric + suffix."""
+  return {f'{prefix}{name}{suffix}': value
+          for name, value in metrics.function_diversity(logits).items()}
 
 
 def scores(outputs: np.ndarray, labels: np.ndarray, task: str,

@@ -171,20 +171,31 @@ def selection_score(result: dict[str, float], split: str,
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-  """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
-  def handler(signum, frame):
-    del signum, frame
-    raise KeyboardInterrupt('SIGTERM')
+def signal_handler(handler: Callable, signums: Iterable[int]
+                   ) -> Iterator[None]:
+  """Installs a handler for the signals, then restores the previous ones.
+
+  Outside the main thread (where Python allows no handlers) it leaves
+  signals alone.
+  """
   try:
-    previous = signal.signal(signal.SIGTERM, handler)
-  except ValueError:  # Not the main thread: leave signals alone.
+    previous = {s: signal.signal(s, handler) for s in signums}
+  except ValueError:
     yield
     return
   try:
     yield
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    for signum, old in previous.items():
+      signal.signal(signum, old)
+
+
+def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
+  """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
+  def handler(signum, frame):
+    del signum, frame
+    raise KeyboardInterrupt('SIGTERM')
+  return signal_handler(handler, (signal.SIGTERM,))
 
 
 # Exit codes of a run stopped by Ctrl-C / SIGTERM after saving (128 + signal).
@@ -228,17 +239,8 @@ class RecordedSignals:
 def recorded_signals() -> Iterator[RecordedSignals]:
   """Records SIGINT and SIGTERM instead of raising, then restores them."""
   signals = RecordedSignals()
-  try:
-    previous = {s: signal.signal(s, signals.record)
-                for s in (signal.SIGINT, signal.SIGTERM)}
-  except ValueError:  # Not the main thread: leave signals alone.
+  with signal_handler(signals.record, (signal.SIGINT, signal.SIGTERM)):
     yield signals
-    return
-  try:
-    yield signals
-  finally:
-    for signum, old in previous.items():
-      signal.signal(signum, old)
 
 
 def preemption_handler(

@@ -96,6 +96,14 @@ def disagreement(logits: tf.Tensor) -> float:
   return float(1.0 - tf.reduce_mean(agreeing))
 
 
+def function_diversity(logits: tf.Tensor) -> dict[str, float]:
+  """How far the members are from one function: {'disagreement': mean
+  pairwise argmax disagreement, 'mutual_information': mean over inputs}."""
+  return {'disagreement': disagreement(logits),
+          'mutual_information': float(tf.reduce_mean(
+              mutual_information(logits)))}
+
+
 def _normalised(in_scores, out_scores):
   """Scores as tie-preserving ranks in [0, 1], and OOD labels.
 

@@ -145,7 +145,6 @@ def selected_checkpoint(run_dir: str) -> str | None:
           or tf.train.latest_checkpoint(join(run_dir, CHECKPOINT_DIR)))
 
 
-
 def read_scalars(run_dir: str, pattern: str) -> dict[str, tuple[list, list]]:
   """The TensorBoard scalars of a run whose tag matches a regex.
 
