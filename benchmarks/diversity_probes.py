@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBES = {
     'plain': [],
     'mi_off': ['--diversity_weight=1'],
+    'mi_off_w0.1': ['--diversity_weight=0.1'],
     'mi_off_w0.3': ['--diversity_weight=0.3'],
     'mi_off_w3': ['--diversity_weight=3'],
     'mi_batch': ['--diversity_weight=1', '--diversity_inputs=batch'],
