@@ -209,6 +209,15 @@ def split_indices(labels: np.ndarray, train_size: int | None,
   return train, validation
 
 
+@functools.lru_cache(maxsize=2)
+def _decoded(source: str, split: str, data_dir: str | None, download: bool,
+             manual_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+  """A TFDS split decoded once: 'train' and 'validation' both cut from it."""
+  b = builder(source, data_dir, download, manual_dir)
+  return tfds.as_numpy(b.as_dataset(split=split, batch_size=-1,
+                                    as_supervised=True, shuffle_files=False))
+
+
 @functools.lru_cache(maxsize=8)
 def arrays(name: str, split: str, data_dir: str | None = None,
            download: bool = True, manual_dir: str | None = None,
@@ -241,10 +250,9 @@ def arrays(name: str, split: str, data_dir: str | None = None,
   if whole_train and split != base_split:
     raise ValueError(f'Slices like {split!r} of {name!r} are not supported '
                      'with a fixed subset or a validation split.')
-  b = builder(spec.source, data_dir, download, manual_dir)
-  images, labels = tfds.as_numpy(b.as_dataset(
-      split='train' if base_split == 'validation' else split, batch_size=-1,
-      as_supervised=True, shuffle_files=False))
+  images, labels = _decoded(spec.source,
+                            'train' if base_split == 'validation' else split,
+                            data_dir, download, manual_dir)
   if spec.classes is not None:
     keep = np.isin(labels, spec.classes)
     renumber = np.zeros(max(spec.classes) + 1, np.int64)
@@ -259,6 +267,12 @@ def arrays(name: str, split: str, data_dir: str | None = None,
   for array in (images, labels):
     array.flags.writeable = False  # Shared by the cache.
   return images, labels
+
+
+def clear_cache() -> None:
+  """Forgets every decoded split: the next load reads the files again."""
+  _decoded.cache_clear()
+  arrays.cache_clear()
 
 
 def training_order(num_examples: int, batch_size: int, seed: int,

@@ -91,7 +91,7 @@ def test_cifar5_splits_hold_the_right_source_classes(tfds_dir):
 
 def test_subsets_are_fixed(tfds_dir):
   first = data.arrays('mnist5000', 'train', tfds_dir, download=False)
-  data.arrays.cache_clear()
+  data.clear_cache()
   second = data.arrays('mnist5000', 'train', tfds_dir, download=False)
   assert first[0] is not second[0]  # Really read twice.
   np.testing.assert_array_equal(first[0], second[0])
@@ -184,7 +184,7 @@ def test_validation_is_disjoint_stratified_and_fixed(tfds_dir):
   assert len(np.intersect1d(train_idx, val_idx)) == 0
   assert len(train_idx) + len(val_idx) == len(labels)
   np.testing.assert_array_equal(np.bincount(labels[val_idx]), [500] * 5)
-  data.arrays.cache_clear()  # Loaded again from disk: the same examples.
+  data.clear_cache()  # Loaded again from disk: the same examples.
   val_images, val_labels = data.arrays('cifar5', 'validation', tfds_dir,
                                        validation_size=2500)
   np.testing.assert_array_equal(val_images, full[val_idx])

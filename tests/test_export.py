@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import config
 from hypergan_tf import export
 from hypergan_tf import members
 from hypergan_tf import targets
-from hypergan_tf import training
 from tests.conftest import REPO
-from tests.conftest import TINY
 
 # Runs with `python -I` in an empty directory, hypergan_tf blocked outright.
 _CLIENT = textwrap.dedent('''
@@ -89,11 +86,9 @@ _CLIENT = textwrap.dedent('''
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory, tfds_dir):
-  """A tiny model trained a few steps by scripts/train.py, then exported."""
-  run_dir = tmp_path_factory.mktemp('run')
-  training.train(config.TrainConfig(run_dir=str(run_dir), data_dir=tfds_dir,
-                                    download=False, **TINY))
+def exported(tiny_run):
+  """The session's tiny run, exported by scripts/export.py."""
+  run_dir = tiny_run
   export_dir = run_dir / 'export' / '1'
   out = subprocess.run(
       [sys.executable, 'scripts/export.py', f'--run_dir={run_dir}',
