@@ -56,6 +56,11 @@ from hypergan_tf import rundir
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # Attack names in the paper protocol: its 'pgd' row is the authors' BIM.
 PAPER_ATTACKS = {'fgsm': 'fgsm', 'pgd': 'bim'}
+
+
+def _paper_attacks(cfg: attacks.AdversarialConfig) -> list[str]:
+  """The requested attacks the paper protocol has (not the adaptive one)."""
+  return [a for a in cfg.attacks if a in PAPER_ATTACKS]
 # Seed offsets of the paper protocol's networks (the strong protocol and
 # the transfer experiment use seed + 0..3).
 _SOURCE_SEED, _FRESH_SEED = 4, 5
@@ -230,7 +235,7 @@ def paper_protocol(model, images: np.ndarray, labels: np.ndarray,
       ('clean', n): v for n, v in clean_entropy.items()}
   scale_n = cfg.scale_check_size if cfg.scale_check_size in nets.sizes else (
       None)
-  for attack in cfg.attacks:
+  for attack in _paper_attacks(cfg):
     max_steps = 1 if attack == 'fgsm' else cfg.paper_steps
     for eps in cfg.epsilons:
       start = time.time()
@@ -315,11 +320,13 @@ def protocols_table(label: str, results: dict[str, float],
           [f'strong N={n}' for n in cfg.ensemble_sizes])
   lines = ['| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
-  names = {'fgsm': 'FGSM', 'pgd': 'PGD / iterative'}
+  names = {'fgsm': 'FGSM', 'pgd': 'PGD / iterative',
+           'pgd_entropy': 'PGD lowering entropy (adaptive)'}
   for attack in cfg.attacks:
     for eps in cfg.epsilons:
       row = [label, names[attack], f'{eps:g}']
-      row += [_cell(results.get(_paper_key(attack, eps, f'detection_n{n}')))
+      row += [_cell(results.get(_paper_key(attack, eps, f'detection_n{n}'))
+                    if attack in PAPER_ATTACKS else None)
               for n in cfg.paper_ensemble_sizes]
       row += [_cell(results.get(f'adv/{attack}_eps{eps:g}_detection_n{n}'))
               for n in cfg.ensemble_sizes]
@@ -336,7 +343,7 @@ def input_scale_note(results: dict[str, float],
   """One sentence: paper-protocol detection with and without the mismatch."""
   n, eps = cfg.scale_check_size, _headline_eps(cfg)
   parts = []
-  for attack in cfg.attacks:
+  for attack in _paper_attacks(cfg):
     scaled = results.get(_paper_key(attack, eps,
                                     f'detection_authors_scale_n{n}'))
     same = results.get(_paper_key(attack, eps, f'detection_n{n}'))
@@ -363,7 +370,7 @@ def _details(results: dict[str, float], cfg: attacks.AdversarialConfig
               'det. 5% | det. 1% | AUROC % | accuracy on kept % | '
               'mean entropy (nats) | det. 5%, authors\' scale |',
               '|' + '---|' * 12]
-    for attack in cfg.attacks:
+    for attack in _paper_attacks(cfg):
       for eps in cfg.epsilons:
         get = lambda w, a=attack, e=eps: results.get(_paper_key(a, e, w))
         for n in cfg.paper_ensemble_sizes:
@@ -438,8 +445,9 @@ def detection_sweep_panels(results: dict[str, float],
   """Figure series: panel per protocol x attack, line per ensemble size."""
   panels: dict[str, dict[tuple[str, str], list[float]]] = {}
   nan = float('nan')
-  names = {'fgsm': 'FGSM', 'pgd': 'PGD'}
-  for attack in cfg.attacks:
+  names = {'fgsm': 'FGSM', 'pgd': 'PGD',
+           'pgd_entropy': 'PGD lowering entropy (adaptive)'}
+  for attack in _paper_attacks(cfg):
     if 'paper' in cfg.protocols and paper_sizes:
       name = ('paper: FGSM' if attack == 'fgsm' else
               'paper: iterative FGSM (BIM), early-stopped')
@@ -671,7 +679,10 @@ _DEFINITIONS = """## Definitions
   `entropy_threshold_n<N>`); `detection_fpr1_*`: the same at {strict_fpr:.0%}.
   `*_successful_n<N>`: over the `num_successful` images the attacked
   ensemble classifies correctly when clean and wrongly when attacked.
-  `auroc_n<N>`: AUROC of entropy, adversarial vs clean.
+  `auroc_n<N>`: AUROC of entropy, adversarial vs clean. `pgd_entropy`
+  (asked for with --attacks): the adaptive attack, PGD on cross-entropy
+  minus {pgd_entropy_weight} x the entropy of the attacked ensemble's
+  fused prediction, i.e. wrong and sure.
 - Paper protocol (`adv_paper/`): examples against one sampled network (a
   finite ensemble: all members, mean logits), iterative FGSM of step
   {paper_step_size} (pixels) projected into the eps-ball, stopped per image

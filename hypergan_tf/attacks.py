@@ -56,7 +56,11 @@ import tensorflow as tf
 
 from hypergan_tf import metrics
 
-ATTACKS = ('fgsm', 'pgd')
+# 'pgd_entropy' is the adaptive attack: PGD that also lowers the attacked
+# ensemble's entropy, the detector's score (Carlini & Wagner, 2017, on
+# attacks that know the detector). Not run unless asked for.
+ATTACKS = ('fgsm', 'pgd', 'pgd_entropy')
+DEFAULT_ATTACKS = ('fgsm', 'pgd')
 CLIP_MIN, CLIP_MAX = 0.0, 1.0  # data.load's pixel range.
 
 
@@ -133,7 +137,8 @@ class EnsembleAttack:
   `set_members` does not retrace cleverhans' gradient function.
   """
 
-  def __init__(self, model, num_members: int, fuse: str = 'softmax'):
+  def __init__(self, model, num_members: int, fuse: str = 'softmax',
+               entropy_weight: float = 1.0):
     """
     Args:
       model: a `members.Members`.
@@ -141,9 +146,13 @@ class EnsembleAttack:
       fuse: 'softmax' attacks log(mean softmax) (the ensemble's prediction);
         'logits' attacks the mean of the members' logits (the authors'
         `FusedNet`). The same for one member.
+      entropy_weight: 'pgd_entropy' raises cross-entropy minus this times
+        the entropy of the fused prediction.
     """
     if num_members < 1:
       raise ValueError(f'num_members must be positive, got {num_members}.')
+    if entropy_weight < 0:
+      raise ValueError(f'entropy_weight must be >= 0, got {entropy_weight}.')
     if fuse not in FUSIONS:
       raise ValueError(f'Unknown fuse {fuse!r}; choose one of '
                        f'{sorted(FUSIONS)}.')
@@ -162,7 +171,15 @@ class EnsembleAttack:
                                      self._variables)
       return fusion(self.model.logits(params, x))
 
+    def low_entropy_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+      log_probs = tf.nn.log_softmax(logits)
+      entropy = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
+      return (tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels=labels, logits=logits) - entropy_weight * entropy)
+
     self.model_fn = model_fn
+    # One callable per instance: cleverhans' gradient retraces per loss_fn.
+    self._low_entropy_loss = low_entropy_loss
 
   def set_members(self, params) -> None:
     """Makes params (a nest with leading axis num_members) the ensemble."""
@@ -195,7 +212,8 @@ class EnsembleAttack:
     """Adversarial images for one batch, in [0, 1] and within eps (L-inf).
 
     Args:
-      attack: 'fgsm' or 'pgd'.
+      attack: 'fgsm', 'pgd' or 'pgd_entropy' (PGD on cross-entropy minus
+        entropy_weight x the fused prediction's entropy: wrong and sure).
       images: [B, ...] in [0, 1].
       eps: L-infinity radius.
       labels: true labels (untargeted: raise their loss); None attacks the
@@ -215,11 +233,12 @@ class EnsembleAttack:
       return fast_gradient_method(
           self.model_fn, images, eps, np.inf, clip_min=CLIP_MIN,
           clip_max=CLIP_MAX, y=labels)
-    if attack == 'pgd':
+    if attack in ('pgd', 'pgd_entropy'):
+      loss_fn = self._low_entropy_loss if attack == 'pgd_entropy' else None
       return projected_gradient_descent(
           self.model_fn, images, eps, min(eps, pgd_step_size * eps),
-          pgd_steps, np.inf, clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=labels,
-          rand_init=pgd_rand_init)
+          pgd_steps, np.inf, loss_fn=loss_fn, clip_min=CLIP_MIN,
+          clip_max=CLIP_MAX, y=labels, rand_init=pgd_rand_init)
     raise ValueError(f'Unknown attack {attack!r}; choose one of {ATTACKS}.')
 
   def attack(self, attack: str, images: np.ndarray, labels: np.ndarray,
@@ -247,7 +266,7 @@ class AdversarialConfig:
   `FULL_SWEEP` holds the paper's full sweep.
   """
   protocols: tuple[str, ...] = PROTOCOLS
-  attacks: tuple[str, ...] = ATTACKS
+  attacks: tuple[str, ...] = DEFAULT_ATTACKS
   epsilons: tuple[float, ...] = (0.01, 0.03, 0.1, 0.2, 0.3)
   ensemble_sizes: tuple[int, ...] = (10, 100)  # Strong protocol.
   paper_ensemble_sizes: tuple[int, ...] = (10, 100, 1000)
@@ -255,6 +274,7 @@ class AdversarialConfig:
   pgd_steps: int = 10
   pgd_step_size: float = 0.25
   pgd_rand_init: bool = True
+  pgd_entropy_weight: float = 1.0  # The adaptive attack's, 'pgd_entropy'.
   paper_steps: int = 10  # foolbox BIM's default iterations.
   paper_step_size: float = 1.0  # foolbox stepsize=1: the whole pixel range.
   scale_check_size: int = 100  # Ensemble size of the input-scale check.
@@ -288,6 +308,9 @@ class AdversarialConfig:
                          f'{getattr(self, name)}.')
     if self.transfer_networks < 0:
       raise ValueError('transfer_networks must be >= 0 (0 skips transfer).')
+    if self.pgd_entropy_weight < 0:
+      raise ValueError('pgd_entropy_weight must be >= 0, got '
+                       f'{self.pgd_entropy_weight}.')
     if not 0.0 < self.pgd_step_size <= 1.0:
       raise ValueError('pgd_step_size is a fraction of eps in (0, 1], got '
                        f'{self.pgd_step_size}.')
@@ -362,7 +385,8 @@ def transfer(model, images: np.ndarray, labels: np.ndarray,
     t = min(t, model.max_members)
   source_params = model.sample(1, cfg.seed + 2)
   target_params = model.sample(t, cfg.seed + 3)
-  attacker = EnsembleAttack(model, 1)
+  attacker = EnsembleAttack(model, 1,
+                            entropy_weight=cfg.pgd_entropy_weight)
   attacker.set_members(source_params)
   eval_kw = dict(batch_size=cfg.batch_size)
   source_clean = member_logits(model, source_params, images, **eval_kw)[0]
@@ -421,7 +445,7 @@ def ensemble_attacks(model, images: np.ndarray, labels: np.ndarray,
   n = num_members
   attacked = model.sample(n, cfg.seed)
   fresh = model.sample(n, cfg.seed + 1)
-  attacker = EnsembleAttack(model, n)
+  attacker = EnsembleAttack(model, n, entropy_weight=cfg.pgd_entropy_weight)
   attacker.set_members(attacked)
   eval_kw = dict(batch_size=cfg.batch_size)
   clean = {'attacked': member_logits(model, attacked, images, **eval_kw),

@@ -150,16 +150,18 @@ def read_scalars(run_dir: str, pattern: str) -> dict[str, tuple[list, list]]:
 
   Returns:
     {tag: (steps, values)}, in step order; a later write of a step (a
-    resumed run repeating it) replaces the earlier one.
+    resumed run repeating it) replaces the earlier one. Later is by the
+    events' wall time: file names do not order writers of the same second
+    (their last field is a per-process counter, '10' before '9').
   """
   matcher = re.compile(pattern)
-  points: dict[str, dict[int, float]] = {}
-  paths = sorted(tf.io.gfile.glob(join(run_dir, SUMMARY_DIR, 'events.*')))
-  for path in paths:
+  points: dict[str, dict[int, tuple[float, float]]] = {}
+  for path in tf.io.gfile.glob(join(run_dir, SUMMARY_DIR, 'events.*')):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         if matcher.fullmatch(value.tag) and value.HasField('tensor'):
-          points.setdefault(value.tag, {})[event.step] = float(
-              tf.make_ndarray(value.tensor))
-  return {tag: (sorted(steps), [steps[s] for s in sorted(steps)])
+          steps = points.setdefault(value.tag, {})
+          written = (event.wall_time, float(tf.make_ndarray(value.tensor)))
+          steps[event.step] = max(steps.get(event.step, written), written)
+  return {tag: (sorted(steps), [steps[s][1] for s in sorted(steps)])
           for tag, steps in points.items()}

@@ -29,9 +29,11 @@ _PROTOCOL = flags.DEFINE_list(
     f'{list(attacks.PROTOCOLS)}: paper = the authors\' (one sampled network '
     'attacked, early-stopped, successful examples scored on fresh '
     'ensembles); strong = the scored ensemble attacked, PGD random start.')
-_ATTACKS = flags.DEFINE_list('attacks', list(attacks.ATTACKS),
-                             f'Attacks, among {list(attacks.ATTACKS)} (in '
-                             'the paper protocol pgd is the authors\' BIM).')
+_ATTACKS = flags.DEFINE_list(
+    'attacks', list(attacks.DEFAULT_ATTACKS),
+    f'Attacks, among {list(attacks.ATTACKS)} (in the paper protocol pgd is '
+    'the authors\' BIM; pgd_entropy, the adaptive attack that also lowers '
+    'the ensemble\'s entropy, runs in the strong protocol and transfer only).')
 _EPSILONS = flags.DEFINE_list(
     'epsilons', [f'{e:g}' for e in attacks.AdversarialConfig.epsilons],
     'L-infinity radii (pixels in [0, 1]).')
@@ -53,6 +55,10 @@ _PGD_STEPS = flags.DEFINE_integer('pgd_steps', 10, 'Strong PGD iterations.',
 _PGD_STEP = flags.DEFINE_float('pgd_step_size', 0.25, 'Strong PGD step as a '
                                'fraction of epsilon.', lower_bound=0.0,
                                upper_bound=1.0)
+_PGD_ENTROPY = flags.DEFINE_float(
+    'pgd_entropy_weight', attacks.AdversarialConfig.pgd_entropy_weight,
+    'pgd_entropy: raise cross-entropy minus this times the attacked '
+    "ensemble's entropy.", lower_bound=0.0)
 _PGD_RAND = flags.DEFINE_boolean('pgd_rand_init', True, 'Strong PGD starts '
                                  'at a random point of the epsilon ball.')
 _PAPER_STEPS = flags.DEFINE_integer('paper_steps', 10, 'Paper protocol: '
@@ -135,7 +141,8 @@ def main(argv):
         paper_ensemble_sizes=tuple(int(n) for n in _PAPER_SIZES.value),
         num_examples=_value('num_examples', _EXAMPLES),
         pgd_steps=_PGD_STEPS.value, pgd_step_size=_PGD_STEP.value,
-        pgd_rand_init=_PGD_RAND.value, paper_steps=_PAPER_STEPS.value,
+        pgd_rand_init=_PGD_RAND.value,
+        pgd_entropy_weight=_PGD_ENTROPY.value, paper_steps=_PAPER_STEPS.value,
         paper_step_size=_PAPER_STEP.value,
         scale_check_size=_SCALE_SIZE.value,
         transfer_networks=_value('transfer_networks', _TRANSFER),

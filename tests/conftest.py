@@ -18,17 +18,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_TFDS = REPO.parent / 'shared' / 'data' / 'tensorflow_datasets'
 
 
-# The two modules of multi-process tests take minutes each: they start first,
-# each on its own worker (pytest.ini: --dist loadscope keeps a module on one
-# worker, so its module fixtures are built once), instead of ending the run
-# alone.
-FIRST = ('test_train_script.py', 'test_training_distributed.py')
-
-
-def pytest_collection_modifyitems(items):
-  items.sort(key=lambda item: item.path.name not in FIRST)  # Stable.
-
-
 @pytest.fixture(scope='session')
 def tfds_dir() -> str:
   """The prepared TFDS directory: $TFDS_DATA_DIR, else ../shared beside us."""

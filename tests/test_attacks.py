@@ -63,7 +63,7 @@ def test_eps_zero_changes_no_input(model, batch, attack):
   np.testing.assert_array_equal(adv, x)
 
 
-@pytest.mark.parametrize('attack', attacks.ATTACKS)
+@pytest.mark.parametrize('attack', attacks.DEFAULT_ATTACKS)
 def test_attack_raises_loss_and_stays_in_eps_ball(model, batch, attack):
   x, y = batch
   eps = 0.1
@@ -83,6 +83,38 @@ def test_attack_raises_loss_and_stays_in_eps_ball(model, batch, attack):
   random = np.clip(x + eps * signs, 0, 1).astype(np.float32)
   assert (adv_loss - clean_loss).mean() > 2 * abs(
       (attacker.loss(random, y) - clean_loss).mean())
+
+
+def _fused_entropy(attacker, images):
+  probs = tf.nn.softmax(attacker.model_fn(tf.constant(images)))
+  return -tf.reduce_sum(probs * tf.math.log(probs), -1).numpy()
+
+
+def test_adaptive_attack_is_wrong_and_sure(model, batch):
+  """pgd_entropy ascends cross-entropy minus weight x the ensemble entropy."""
+  x, y = batch
+  kw = dict(batch_size=16, pgd_steps=5, pgd_rand_init=False)
+  # The tiny model is barely trained (entropy near log 10 everywhere): a
+  # large weight makes the entropy term's pull visible.
+  weight = 100.0
+  attacker = attacks.EnsembleAttack(model, 3, entropy_weight=weight)
+  attacker.set_members(model.sample(3, 0))
+  plain = attacker.attack('pgd', x, y, 0.1, **kw)
+  adaptive = attacker.attack('pgd_entropy', x, y, 0.1, **kw)
+  assert np.abs(adaptive - x).max() <= 0.1 + 1e-6
+  entropy = lambda images: _fused_entropy(attacker, images)
+  assert np.all(entropy(adaptive) < entropy(x))
+  assert entropy(adaptive).mean() < entropy(plain).mean()
+  objective = lambda images: attacker.loss(images, y) - weight * entropy(
+      images)
+  assert np.all(objective(adaptive) > objective(x))
+  # Weight 0 is plain PGD (no random start: both deterministic).
+  unweighted = attacks.EnsembleAttack(model, 3, entropy_weight=0.0)
+  unweighted.set_members(model.sample(3, 0))
+  np.testing.assert_allclose(unweighted.attack('pgd_entropy', x, y, 0.1, **kw),
+                             plain, atol=1e-6)
+  with pytest.raises(ValueError, match='entropy_weight must be >= 0'):
+    attacks.EnsembleAttack(model, 3, entropy_weight=-1.0)
 
 
 def test_no_retracing_across_ensembles(model, batch):

@@ -173,6 +173,7 @@ def test_training_with_the_term_reads_only_the_training_dataset(
     return original(name, *args, **kwargs)
 
   monkeypatch.setattr(data, 'builder', recording_builder)
+  data.clear_cache()  # Splits decoded by earlier tests would hide the reads.
   trainer = training.Trainer(_cfg(data_dir=tfds_dir, download=False,
                                   diversity_weight=1.0,
                                   diversity_batch_size=8))

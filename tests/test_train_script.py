@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hypergan_tf import rundir
 from tests.conftest import REPO
 from tests.conftest import TINY
 
@@ -44,14 +45,9 @@ def _run(command, tfds_dir):
 
 
 def _losses(run_dir):
-  """train/loss by step from the summaries; a rewritten step keeps the last."""
-  out = {}
-  for path in sorted(glob.glob(f'{run_dir}/summaries/events.out.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == 'train/loss':
-          out[event.step] = float(tf.make_ndarray(value.tensor))
-  return out
+  """train/loss by step; a rewritten step keeps the last."""
+  steps, values = rundir.read_scalars(str(run_dir), 'train/loss')['train/loss']
+  return dict(zip(steps, values))
 
 
 def _latest_checkpoint_step(run_dir):
