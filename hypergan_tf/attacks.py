@@ -262,7 +262,7 @@ PROTOCOLS = ('strong', 'paper')
 class AdversarialConfig:
   """What the adversarial experiments do; see scripts/adversarial.py's flags.
 
-  The defaults fit the MNIST model in about 20 minutes on 2 CPU cores;
+  The defaults fit the MNIST model in about 6 minutes on 2 idle CPU cores;
   `FULL_SWEEP` holds the paper's full sweep.
   """
   protocols: tuple[str, ...] = PROTOCOLS

@@ -48,7 +48,7 @@ _PAPER_SIZES = flags.DEFINE_list(
     'Paper protocol: sizes of the fresh ensembles that score the examples.')
 _EXAMPLES = flags.DEFINE_integer(
     'num_examples', attacks.AdversarialConfig.num_examples,
-    'First test images attacked (the default fits ~20 minutes on 2 CPU '
+    'First test images attacked (the default fits ~6 minutes on 2 CPU '
     'cores for the MNIST model).', lower_bound=1)
 _PGD_STEPS = flags.DEFINE_integer('pgd_steps', 10, 'Strong PGD iterations.',
                                   lower_bound=1)
