@@ -321,7 +321,7 @@ def protocols_table(label: str, results: dict[str, float],
   lines = ['| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
   names = {'fgsm': 'FGSM', 'pgd': 'PGD / iterative',
-           'pgd_entropy': 'PGD lowering entropy (adaptive)'}
+           'pgd_entropy': 'PGD, wrong and sure (adaptive)'}
   for attack in cfg.attacks:
     for eps in cfg.epsilons:
       row = [label, names[attack], f'{eps:g}']
@@ -446,7 +446,7 @@ def detection_sweep_panels(results: dict[str, float],
   panels: dict[str, dict[tuple[str, str], list[float]]] = {}
   nan = float('nan')
   names = {'fgsm': 'FGSM', 'pgd': 'PGD',
-           'pgd_entropy': 'PGD lowering entropy (adaptive)'}
+           'pgd_entropy': 'PGD, wrong and sure (adaptive)'}
   for attack in _paper_attacks(cfg):
     if 'paper' in cfg.protocols and paper_sizes:
       name = ('paper: FGSM' if attack == 'fgsm' else
@@ -680,9 +680,10 @@ _DEFINITIONS = """## Definitions
   `*_successful_n<N>`: over the `num_successful` images the attacked
   ensemble classifies correctly when clean and wrongly when attacked.
   `auroc_n<N>`: AUROC of entropy, adversarial vs clean. `pgd_entropy`
-  (asked for with --attacks): the adaptive attack, PGD on cross-entropy
-  minus {pgd_entropy_weight} x the entropy of the attacked ensemble's
-  fused prediction, i.e. wrong and sure.
+  (asked for with --attacks): the adaptive attack, targeted PGD toward the
+  attacked ensemble's likeliest wrong class, lowering its cross-entropy
+  plus {pgd_entropy_weight} x the entropy of the fused prediction: wrong
+  and sure.
 - Paper protocol (`adv_paper/`): examples against one sampled network (a
   finite ensemble: all members, mean logits), iterative FGSM of step
   {paper_step_size} (pixels) projected into the eps-ball, stopped per image

@@ -56,9 +56,10 @@ import tensorflow as tf
 
 from hypergan_tf import metrics
 
-# 'pgd_entropy' is the adaptive attack: PGD that also lowers the attacked
-# ensemble's entropy, the detector's score (Carlini & Wagner, 2017, on
-# attacks that know the detector). Not run unless asked for.
+# 'pgd_entropy' is the adaptive attack: PGD toward the attacked ensemble's
+# most likely wrong class that also lowers its entropy, the detector's score
+# (Carlini & Wagner, 2017, on attacks that know the detector): wrong and
+# sure. Not run unless asked for.
 ATTACKS = ('fgsm', 'pgd', 'pgd_entropy')
 DEFAULT_ATTACKS = ('fgsm', 'pgd')
 CLIP_MIN, CLIP_MAX = 0.0, 1.0  # data.load's pixel range.
@@ -146,8 +147,8 @@ class EnsembleAttack:
       fuse: 'softmax' attacks log(mean softmax) (the ensemble's prediction);
         'logits' attacks the mean of the members' logits (the authors'
         `FusedNet`). The same for one member.
-      entropy_weight: 'pgd_entropy' raises cross-entropy minus this times
-        the entropy of the fused prediction.
+      entropy_weight: 'pgd_entropy' lowers the cross-entropy of the target
+        class plus this times the entropy of the fused prediction.
     """
     if num_members < 1:
       raise ValueError(f'num_members must be positive, got {num_members}.')
@@ -171,15 +172,16 @@ class EnsembleAttack:
                                      self._variables)
       return fusion(self.model.logits(params, x))
 
-    def low_entropy_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    def sure_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+      """Lowered by the targeted attack: the target's CE plus entropy."""
       log_probs = tf.nn.log_softmax(logits)
       entropy = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
       return (tf.nn.sparse_softmax_cross_entropy_with_logits(
-          labels=labels, logits=logits) - entropy_weight * entropy)
+          labels=labels, logits=logits) + entropy_weight * entropy)
 
     self.model_fn = model_fn
     # One callable per instance: cleverhans' gradient retraces per loss_fn.
-    self._low_entropy_loss = low_entropy_loss
+    self._sure_loss = sure_loss
 
   def set_members(self, params) -> None:
     """Makes params (a nest with leading axis num_members) the ensemble."""
@@ -212,8 +214,9 @@ class EnsembleAttack:
     """Adversarial images for one batch, in [0, 1] and within eps (L-inf).
 
     Args:
-      attack: 'fgsm', 'pgd' or 'pgd_entropy' (PGD on cross-entropy minus
-        entropy_weight x the fused prediction's entropy: wrong and sure).
+      attack: 'fgsm', 'pgd' or 'pgd_entropy' (targeted PGD toward the
+        most likely class other than the label, lowering its cross-entropy
+        plus entropy_weight x the fused prediction's entropy).
       images: [B, ...] in [0, 1].
       eps: L-infinity radius.
       labels: true labels (untargeted: raise their loss); None attacks the
@@ -234,11 +237,16 @@ class EnsembleAttack:
           self.model_fn, images, eps, np.inf, clip_min=CLIP_MIN,
           clip_max=CLIP_MAX, y=labels)
     if attack in ('pgd', 'pgd_entropy'):
-      loss_fn = self._low_entropy_loss if attack == 'pgd_entropy' else None
+      adaptive = attack == 'pgd_entropy'
+      if adaptive:  # The target: the likeliest class that is wrong.
+        fused = self.model_fn(images)
+        labels = tf.argmax(fused - 1e9 * tf.one_hot(labels, fused.shape[-1]),
+                           axis=1)
       return projected_gradient_descent(
           self.model_fn, images, eps, min(eps, pgd_step_size * eps),
-          pgd_steps, np.inf, loss_fn=loss_fn, clip_min=CLIP_MIN,
-          clip_max=CLIP_MAX, y=labels, rand_init=pgd_rand_init)
+          pgd_steps, np.inf, loss_fn=self._sure_loss if adaptive else None,
+          clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=labels, targeted=adaptive,
+          rand_init=pgd_rand_init)
     raise ValueError(f'Unknown attack {attack!r}; choose one of {ATTACKS}.')
 
   def attack(self, attack: str, images: np.ndarray, labels: np.ndarray,

@@ -57,8 +57,8 @@ _PGD_STEP = flags.DEFINE_float('pgd_step_size', 0.25, 'Strong PGD step as a '
                                upper_bound=1.0)
 _PGD_ENTROPY = flags.DEFINE_float(
     'pgd_entropy_weight', attacks.AdversarialConfig.pgd_entropy_weight,
-    'pgd_entropy: raise cross-entropy minus this times the attacked '
-    "ensemble's entropy.", lower_bound=0.0)
+    'pgd_entropy: lower the target class\'s cross-entropy plus this times '
+    "the attacked ensemble's entropy.", lower_bound=0.0)
 _PGD_RAND = flags.DEFINE_boolean('pgd_rand_init', True, 'Strong PGD starts '
                                  'at a random point of the epsilon ball.')
 _PAPER_STEPS = flags.DEFINE_integer('paper_steps', 10, 'Paper protocol: '
