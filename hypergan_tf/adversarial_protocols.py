@@ -56,11 +56,6 @@ from hypergan_tf import rundir
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # Attack names in the paper protocol: its 'pgd' row is the authors' BIM.
 PAPER_ATTACKS = {'fgsm': 'fgsm', 'pgd': 'bim'}
-
-
-def _paper_attacks(cfg: attacks.AdversarialConfig) -> list[str]:
-  """The requested attacks the paper protocol has (not the adaptive one)."""
-  return [a for a in cfg.attacks if a in PAPER_ATTACKS]
 # Seed offsets of the paper protocol's networks (the strong protocol and
 # the transfer experiment use seed + 0..3).
 _SOURCE_SEED, _FRESH_SEED = 4, 5
@@ -201,6 +196,11 @@ def paper_networks(model, sizes: Sequence[int], seed: int) -> PaperNetworks:
   everyone = model.sample(k, seed + _SOURCE_SEED)
   return PaperNetworks(everyone, _slice(everyone, max(fitting)), fitting,
                        'logits', overlap=True)
+
+
+def _paper_attacks(cfg: attacks.AdversarialConfig) -> list[str]:
+  """The requested attacks the paper protocol has (not the adaptive one)."""
+  return [a for a in cfg.attacks if a in PAPER_ATTACKS]
 
 
 def _paper_key(attack: str, eps: float, what: str) -> str:

@@ -393,8 +393,7 @@ def transfer(model, images: np.ndarray, labels: np.ndarray,
     t = min(t, model.max_members)
   source_params = model.sample(1, cfg.seed + 2)
   target_params = model.sample(t, cfg.seed + 3)
-  attacker = EnsembleAttack(model, 1,
-                            entropy_weight=cfg.pgd_entropy_weight)
+  attacker = EnsembleAttack(model, 1, entropy_weight=cfg.pgd_entropy_weight)
   attacker.set_members(source_params)
   eval_kw = dict(batch_size=cfg.batch_size)
   source_clean = member_logits(model, source_params, images, **eval_kw)[0]

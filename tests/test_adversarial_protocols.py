@@ -121,6 +121,22 @@ def test_protocols_table_has_the_results_md_shape():
   assert table[2].startswith('| HyperGAN | FGSM | 0.01 | — |')
 
 
+def test_adaptive_attack_has_strong_rows_only():
+  """pgd_entropy has no paper-protocol version: its paper cells are empty."""
+  cfg = attacks.AdversarialConfig(attacks=('pgd', 'pgd_entropy'),
+                                  epsilons=(0.1,))
+  results = {'adv/pgd_entropy_eps0.1_detection_n10': 0.95,
+             'adv_paper/bim_eps0.1_detection_n1000': 0.5}
+  table = protocols.protocols_table('HyperGAN', results, cfg)
+  assert ('| HyperGAN | PGD, wrong and sure (adaptive) | 0.1 | — | — | — | '
+          '95.0 | — |') in table
+  assert 'BIM' in protocols.input_scale_note(
+      {'adv_paper/bim_eps0.1_detection_authors_scale_n100': 1.0}, cfg)
+  panels = protocols.detection_sweep_panels(results, cfg, (10,), (10,))
+  assert 'strong: PGD, wrong and sure (adaptive)' in panels
+  assert len([name for name in panels if name.startswith('paper')]) == 1
+
+
 @pytest.fixture(scope='module')
 def model(tiny_run):
   return members.load(str(tiny_run))
