@@ -56,6 +56,9 @@ from hypergan_tf import rundir
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # Attack names in the paper protocol: its 'pgd' row is the authors' BIM.
 PAPER_ATTACKS = {'fgsm': 'fgsm', 'pgd': 'bim'}
+# Attack names in tables and figure panels.
+ATTACK_NAMES = {'fgsm': 'FGSM', 'pgd': 'PGD',
+                'pgd_entropy': 'PGD, wrong and sure (adaptive)'}
 # Seed offsets of the paper protocol's networks (the strong protocol and
 # the transfer experiment use seed + 0..3).
 _SOURCE_SEED, _FRESH_SEED = 4, 5
@@ -320,8 +323,7 @@ def protocols_table(label: str, results: dict[str, float],
           [f'strong N={n}' for n in cfg.ensemble_sizes])
   lines = ['| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
-  names = {'fgsm': 'FGSM', 'pgd': 'PGD / iterative',
-           'pgd_entropy': 'PGD, wrong and sure (adaptive)'}
+  names = {**ATTACK_NAMES, 'pgd': 'PGD / iterative'}  # Its row holds BIM.
   for attack in cfg.attacks:
     for eps in cfg.epsilons:
       row = [label, names[attack], f'{eps:g}']
@@ -445,8 +447,6 @@ def detection_sweep_panels(results: dict[str, float],
   """Figure series: panel per protocol x attack, line per ensemble size."""
   panels: dict[str, dict[tuple[str, str], list[float]]] = {}
   nan = float('nan')
-  names = {'fgsm': 'FGSM', 'pgd': 'PGD',
-           'pgd_entropy': 'PGD, wrong and sure (adaptive)'}
   for attack in _paper_attacks(cfg):
     if 'paper' in cfg.protocols and paper_sizes:
       name = ('paper: FGSM' if attack == 'fgsm' else
@@ -470,7 +470,7 @@ def detection_sweep_panels(results: dict[str, float],
           lines[(f'N={n} {suffix}', style)] = [results.get(
               f'adv/{attack}_eps{e:g}_{what}_n{n}', nan)
                                                for e in cfg.epsilons]
-      panels[f'strong: {names[attack]}'] = lines
+      panels[f'strong: {ATTACK_NAMES[attack]}'] = lines
   return panels
 
 

@@ -173,7 +173,11 @@ class EnsembleAttack:
       return fusion(self.model.logits(params, x))
 
     def sure_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-      """Lowered by the targeted attack: the target's CE plus entropy."""
+      """Lowered by the targeted attack: the target's CE plus entropy.
+
+      Entropy from log_softmax, not `metrics.entropy` of probabilities:
+      saturated predictions would put log(0) into the gradient.
+      """
       log_probs = tf.nn.log_softmax(logits)
       entropy = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
       return (tf.nn.sparse_softmax_cross_entropy_with_logits(
