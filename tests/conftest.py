@@ -1,7 +1,9 @@
 """Shared test setup: quiet TF, the prepared TFDS directory, tiny configs."""
 
+import logging
 import os
 import pathlib
+import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # TensorFlow turns oneDNN on by itself only on CPUs with AVX-512; without it
@@ -13,9 +15,11 @@ import pytest  # pylint: disable=g-import-not-at-top
 
 from hypergan_tf import config  # pylint: disable=g-import-not-at-top
 from hypergan_tf import training  # pylint: disable=g-import-not-at-top
+from hypergan_tf.datasets import not_mnist  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_TFDS = REPO.parent / 'shared' / 'data' / 'tensorflow_datasets'
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+SHARED_TFDS = SHARED_DATA / 'tensorflow_datasets'
 
 
 @pytest.fixture(scope='session')
@@ -45,3 +49,36 @@ def tiny_run(tfds_dir, tmp_path_factory) -> pathlib.Path:
   training.train(config.TrainConfig(run_dir=str(path), data_dir=tfds_dir,
                                     download=False, **TINY))
   return path
+
+
+class _Warnings(logging.Handler):
+
+  def __init__(self):
+    super().__init__(logging.WARNING)
+    self.messages = []
+
+  def emit(self, record):
+    self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope='session')
+def not_mnist_prepared(tmp_path_factory):
+  """(data_dir, builder, warnings logged, seconds) of one real notMNIST build.
+
+  Built once per session from the archive in ../shared/data; tests that
+  evaluate on notMNIST read it from data_dir (--ood_data_dir).
+  """
+  if not (SHARED_DATA / not_mnist.ARCHIVE_NAME).is_file():
+    pytest.fail(f'notMNIST archive not found in {SHARED_DATA}; it belongs in '
+                'shared/data beside the repository.')
+  data_dir = str(tmp_path_factory.mktemp('not_mnist_tfds'))
+  records = _Warnings()
+  absl_logger = logging.getLogger('absl')
+  absl_logger.addHandler(records)
+  try:
+    start = time.perf_counter()
+    builder = not_mnist.prepare(data_dir, str(SHARED_DATA))
+    seconds = time.perf_counter() - start
+  finally:
+    absl_logger.removeHandler(records)
+  return data_dir, builder, records.messages, seconds

@@ -15,8 +15,7 @@ from hypergan_tf import evaluation
 from hypergan_tf import members
 from hypergan_tf import training
 from tests.conftest import REPO
-
-ARCHIVE_DIR = REPO.parent / 'shared' / 'data'
+from tests.conftest import SHARED_DATA
 
 
 def test_classification_on_hand_made_logits():
@@ -50,14 +49,12 @@ def test_report_lists_every_metric():
   assert '## ood' in text and '![fig.png](fig.png)' in text
 
 
-def test_evaluate_script_writes_every_file(tiny_run, tmp_path):
-  if not (ARCHIVE_DIR / 'notMNIST_small.tar.gz').exists():
-    pytest.fail(f'notMNIST archive not found in {ARCHIVE_DIR}.')
+def test_evaluate_script_writes_every_file(tiny_run, not_mnist_prepared):
   run_dir = tiny_run
   out = subprocess.run(
       [sys.executable, 'scripts/evaluate.py', f'--run_dir={run_dir}',
-       '--num_networks=10', f'--manual_dir={ARCHIVE_DIR}',
-       f'--ood_data_dir={tmp_path / "tfds"}'],
+       '--num_networks=10', f'--manual_dir={SHARED_DATA}',
+       f'--ood_data_dir={not_mnist_prepared[0]}'],
       capture_output=True, text=True, cwd=REPO, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   eval_dir = run_dir / 'eval'

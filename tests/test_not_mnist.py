@@ -1,9 +1,6 @@
 """The notMNIST TFDS builder, prepared once from the real archive."""
 
 import collections
-import logging
-import pathlib
-import time
 
 import numpy as np
 import pytest
@@ -12,8 +9,6 @@ import tensorflow_datasets as tfds
 import hypergan_tf.datasets  # pylint: disable=unused-import  # Registers it.
 from hypergan_tf.datasets import not_mnist
 
-ARCHIVE = (pathlib.Path(__file__).resolve().parents[1].parent / 'shared' /
-           'data' / not_mnist.ARCHIVE_NAME)
 # The original notMNIST_small: 18,726 PNGs, of which A/ and F/ each hold one
 # empty file.
 EMPTY = ['notMNIST_small/A/RGVtb2NyYXRpY2FCb2xkT2xkc3R5bGUgQm9sZC50dGY=.png',
@@ -22,37 +17,8 @@ PER_CLASS = dict(A=1872, B=1873, C=1873, D=1873, E=1873,
                  F=1872, G=1872, H=1872, I=1872, J=1872)
 
 
-class _Records(logging.Handler):
-
-  def __init__(self):
-    super().__init__(logging.WARNING)
-    self.messages = []
-
-  def emit(self, record):
-    self.messages.append(record.getMessage())
-
-
-@pytest.fixture(scope='module')
-def prepared(tmp_path_factory):
-  """(data_dir, builder, warnings logged, seconds) after one real build."""
-  if not ARCHIVE.is_file():
-    pytest.fail(f'notMNIST archive not found at {ARCHIVE}; it belongs in '
-                'shared/data beside the repository.')
-  data_dir = str(tmp_path_factory.mktemp('tfds'))
-  records = _Records()
-  absl_logger = logging.getLogger('absl')
-  absl_logger.addHandler(records)
-  try:
-    start = time.perf_counter()
-    builder = not_mnist.prepare(data_dir, str(ARCHIVE.parent))
-    seconds = time.perf_counter() - start
-  finally:
-    absl_logger.removeHandler(records)
-  return data_dir, builder, records.messages, seconds
-
-
-def test_loads_every_readable_image(prepared):
-  data_dir, _, _, seconds = prepared
+def test_loads_every_readable_image(not_mnist_prepared):
+  data_dir, _, _, seconds = not_mnist_prepared
   print(f'not_mnist built in {seconds:.1f} s')
   ds, info = tfds.load('not_mnist', split='test', data_dir=data_dir,
                        with_info=True, download=False)
@@ -69,16 +35,16 @@ def test_loads_every_readable_image(prepared):
   assert dict(counts) == PER_CLASS
 
 
-def test_supervised_pairs(prepared):
-  data_dir = prepared[0]
+def test_supervised_pairs(not_mnist_prepared):
+  data_dir = not_mnist_prepared[0]
   image, label = next(iter(tfds.load('not_mnist', split='test[:1]',
                                      data_dir=data_dir, as_supervised=True)))
   assert image.shape == (28, 28, 1) and image.dtype.name == 'uint8'
   assert 0 <= int(label) < 10
 
 
-def test_skips_and_logs_the_two_empty_files(prepared):
-  data_dir, builder, messages, _ = prepared
+def test_skips_and_logs_the_two_empty_files(not_mnist_prepared):
+  data_dir, builder, messages, _ = not_mnist_prepared
   assert builder.info.metadata[not_mnist.SKIPPED_KEY] == EMPTY
   assert [m for m in messages if m.startswith('notMNIST: skipped 2 ')]
   # Recorded beside the data, so a later load still knows.
@@ -86,8 +52,8 @@ def test_skips_and_logs_the_two_empty_files(prepared):
   assert reloaded.info.metadata[not_mnist.SKIPPED_KEY] == EMPTY
 
 
-def test_prepare_again_reuses_the_build(prepared):
-  data_dir, _, _, _ = prepared
+def test_prepare_again_reuses_the_build(not_mnist_prepared):
+  data_dir, _, _, _ = not_mnist_prepared
   builder = not_mnist.prepare(data_dir, '/nonexistent')  # Never read again.
   assert builder.info.splits['test'].num_examples == 18_724
 

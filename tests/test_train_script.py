@@ -8,16 +8,20 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from hypergan_tf import config
+from hypergan_tf import loop
 from hypergan_tf import rundir
+from hypergan_tf import training
 from tests.conftest import REPO
 from tests.conftest import TINY
 
 # TINY as flags, long enough that a kill lands mid-run.
-STEPS = 150
+STEPS = 60
 FLAGS = [f'--{k}={v}' for k, v in {**TINY, 'steps': STEPS, 'log_every': 1,
                                    'eval_every': 1000,
                                    'checkpoint_every': 10}.items()]
@@ -63,13 +67,13 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
                              env=_env(tfds_dir), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
-  while _latest_checkpoint_step(killed) < 30 and time.time() < deadline:
+  while _latest_checkpoint_step(killed) < 20 and time.time() < deadline:
     assert process.poll() is None, 'training ended before it was killed'
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
   resumed_from = _latest_checkpoint_step(killed)
-  assert 30 <= resumed_from < STEPS
+  assert 20 <= resumed_from < STEPS
   for run_dir in (killed, whole):
     assert _run(_command(run_dir, '--deterministic', *AUGMENTED),
                 tfds_dir).returncode == 0
@@ -98,35 +102,55 @@ def test_sigterm_saves_and_exits_with_one_line(tfds_dir, tmp_path):
   assert _latest_checkpoint_step(tmp_path) == stopped_at
 
 
-@pytest.fixture(scope='module')
-def trained_run(tfds_dir, tmp_path_factory):
-  """A finished tiny run directory (config.json + checkpoints)."""
-  run_dir = tmp_path_factory.mktemp('trained')
-  out = _run(_command(run_dir, '--steps=4', '--checkpoint_every=2'),
-             tfds_dir)
-  assert out.returncode == 0, out.stderr[-2000:]
-  return run_dir
-
-
-def _copy(run_dir, tmp_path):
-  shutil.copytree(run_dir, tmp_path / 'run')
-  return tmp_path / 'run'
+def _copy_run(run_dir, tmp_path):
+  """The run's config and checkpoints (not other tests' outputs)."""
+  copy = tmp_path / 'run'
+  shutil.copytree(run_dir / rundir.CHECKPOINT_DIR,
+                  copy / rundir.CHECKPOINT_DIR)
+  shutil.copy(run_dir / 'config.json', copy)
+  return copy
 
 
 def _truncate_checkpoint(run_dir):
-  data_file, = glob.glob(f'{run_dir}/checkpoints/ckpt-4.data-*')
+  latest = tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINT_DIR))
+  data_file, = glob.glob(f'{latest}.data-*')
   with open(data_file, 'r+b') as f:
     f.truncate(100)
 
 
 def _foreign_checkpoint(run_dir):
   """Replaces the run's checkpoints with one of some other model."""
-  shutil.rmtree(run_dir / 'checkpoints')
+  shutil.rmtree(run_dir / rundir.CHECKPOINT_DIR)
   tf.train.Checkpoint(other=tf.Variable([1.0, 2.0])).save(
-      str(run_dir / 'checkpoints' / 'ckpt'))
+      str(run_dir / rundir.CHECKPOINT_DIR / 'ckpt'))
 
 
-@pytest.mark.parametrize('case, flags, message', [
+def _main_in_process(argv):
+  """scripts/train.py's main, without the cost of a new process.
+
+  Flag errors surface as absl's flags.Error (app.run prints them in one
+  line); the rest as the one-line SystemExit of loop.script_errors.
+  """
+  fv = flags.FlagValues()
+  config.define_flags(fv)
+  fv(['train.py', *argv])
+  with loop.script_errors():
+    training.train(config.from_flags(fv))
+
+
+@pytest.mark.parametrize('flags_, message', [
+    (['--dataset=svhn'], 'value should be one of'),  # absl's flag check
+    (['--data_dir=/nonexistent/tfds', '--nodownload'], 'TFDS_DATA_DIR'),
+])
+def test_script_exits_with_one_line_and_no_traceback(flags_, message, tfds_dir,
+                                                     tmp_path):
+  out = _run(_command(tmp_path / 'fresh', *flags_), tfds_dir)
+  assert out.returncode == 1
+  assert message in out.stderr
+  assert 'Traceback' not in out.stderr
+
+
+@pytest.mark.parametrize('case, flags_, message', [
     ('unknown dataset', ['--dataset=svhn'], "value should be one of"),
     ('unknown target', ['--target=resnet'], 'value should be one of'),
     ('no networks', ['--num_networks=0'], 'num_networks'),
@@ -134,7 +158,7 @@ def _foreign_checkpoint(run_dir):
     ('target and data disagree', ['--target=cifar'],
      'pick a matching --target'),
     ('inconsistent latent sizes', ['--code_dim=4'],
-     r'--code_dim=8 (now 4)'),
+     r'--code_dim=8 \(now 4\)'),
     ('missing data directory', ['--data_dir=/nonexistent/tfds',
                                 '--nodownload'], 'TFDS_DATA_DIR'),
     ('empty data directory', ['--data_dir={empty}', '--nodownload'],
@@ -142,20 +166,19 @@ def _foreign_checkpoint(run_dir):
     ('truncated checkpoint', [], 'is corrupt or was written with other'),
     ('foreign checkpoint', [], 'is corrupt or was written with other'),
 ])
-def test_bad_input_gives_one_clear_error(case, flags, message, trained_run,
-                                         tfds_dir, tmp_path):
-  """Each mistake: non-zero exit, the problem and fix named, no traceback."""
+def test_bad_input_gives_one_clear_error(case, flags_, message, tiny_run,
+                                         tfds_dir, tmp_path, monkeypatch):
+  """Each mistake stops before training, naming the problem and the fix."""
+  monkeypatch.setenv('TFDS_DATA_DIR', tfds_dir)
   run_dir = tmp_path / 'fresh'
   if case in ('inconsistent latent sizes', 'truncated checkpoint',
               'foreign checkpoint'):
-    run_dir = _copy(trained_run, tmp_path)
+    run_dir = _copy_run(tiny_run, tmp_path)
   if case == 'truncated checkpoint':
     _truncate_checkpoint(run_dir)
   if case == 'foreign checkpoint':
     _foreign_checkpoint(run_dir)
   (tmp_path / 'empty').mkdir()
-  flags = [f.format(empty=tmp_path / 'empty') for f in flags]
-  out = _run(_command(run_dir, *flags), tfds_dir)
-  assert out.returncode != 0
-  assert message in out.stderr
-  assert 'Traceback' not in out.stderr
+  flags_ = [f.format(empty=tmp_path / 'empty') for f in flags_]
+  with pytest.raises((SystemExit, flags.Error), match=message):
+    _main_in_process([f'--run_dir={run_dir}', *FLAGS, *flags_])

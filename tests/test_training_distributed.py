@@ -110,7 +110,8 @@ def test_multi_worker_trains_identically_and_only_chief_writes(tfds_dir,
   workers = []
   for index in range(2):
     cfg = {**TINY, 'run_dir': str(tmp_path / f'worker{index}'),
-           'strategy': 'multi_worker', 'data_dir': tfds_dir}
+           'strategy': 'multi_worker', 'data_dir': tfds_dir,
+           'eval_every': 1000}  # The final evaluation only.
     tf_config = json.dumps({'cluster': cluster,
                             'task': {'type': 'worker', 'index': index}})
     workers.append(subprocess.Popen(
@@ -135,7 +136,7 @@ def test_multi_worker_trains_identically_and_only_chief_writes(tfds_dir,
 # one is the preemption's). The handler polls for signals every second:
 # enough steps that it lands mid-run on a fast machine too (about 10 steps
 # pass between the signal and the save on a loaded 2-core machine).
-_PREEMPT_STEPS = 500
+_PREEMPT_STEPS = 150
 _PREEMPT_FLAGS = [f'--{k}={v}' for k, v in {
     **TINY, 'dataset': 'toy_regression', 'target': 'toy_regression',
     'steps': _PREEMPT_STEPS, 'pretrain_mixer_steps': 0,
