@@ -1,4 +1,8 @@
-"""Run directories on TensorFlow filesystems, not only local disk."""
+"""Run directories on TensorFlow filesystems, not only local disk.
+
+The training round trip (results, summaries, resume) is tested here, on
+the in-memory filesystem; tiny_run and the script tests cover local disk.
+"""
 
 import uuid
 
@@ -29,14 +33,24 @@ def test_ram_run_directory_trains_resumes_and_evaluates(tfds_dir):
   run_dir = f'ram://{uuid.uuid4().hex}/run'
   cfg = config.TrainConfig(run_dir=run_dir, data_dir=tfds_dir,
                            download=False, **TINY)
-  assert training.train(cfg)['steps'] == 6
+  results = training.train(cfg)
+  written = rundir.read_json(rundir.join(run_dir, 'results.json'))
+  for key in ('test/accuracy_n1', 'test/accuracy_n10', 'steps',
+              'wall_time_s', 'flags'):
+    assert key in written
+  assert written['steps'] == 6 == results['steps']
+  assert written['flags']['num_networks'] == 4
+  assert 0.0 <= written['test/accuracy_n1'] <= 1.0
+  assert tf.io.gfile.listdir(rundir.join(run_dir, rundir.SUMMARY_DIR))
+  # Asking for more steps resumes from step 6 instead of starting over.
   more = training.train(config.TrainConfig(**{**cfg.to_dict(), 'steps': 8}))
   assert (more['start_step'], more['steps']) == (6, 8)
+  assert more['wall_time_s'] >= results['wall_time_s']
   assert rundir.read_json(rundir.join(run_dir, 'results.json'))['steps'] == 8
-  results = evaluation.evaluate_run(run_dir, num_networks=10,
-                                    data_dir=tfds_dir)
+  evaluated = evaluation.evaluate_run(run_dir, num_networks=10,
+                                      data_dir=tfds_dir)
   written = rundir.read_json(rundir.join(run_dir, 'eval', 'metrics.json'))
-  assert written['test/accuracy_n10'] == results['test/accuracy_n10']
+  assert written['test/accuracy_n10'] == evaluated['test/accuracy_n10']
   assert tf.io.gfile.exists(rundir.join(run_dir, 'eval', 'reliability.png'))
   # No notMNIST archive given: that part is skipped and says how to get it.
   assert '--manual_dir' in written['skipped']['ood/not_mnist']

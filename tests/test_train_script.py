@@ -21,7 +21,7 @@ from tests.conftest import REPO
 from tests.conftest import TINY
 
 # TINY as flags, long enough that a kill lands mid-run.
-STEPS = 60
+STEPS = 40
 FLAGS = [f'--{k}={v}' for k, v in {**TINY, 'steps': STEPS, 'log_every': 1,
                                    'eval_every': 1000,
                                    'checkpoint_every': 10}.items()]
@@ -67,13 +67,13 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
                              env=_env(tfds_dir), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
-  while _latest_checkpoint_step(killed) < 20 and time.time() < deadline:
+  while _latest_checkpoint_step(killed) < 10 and time.time() < deadline:
     assert process.poll() is None, 'training ended before it was killed'
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
   resumed_from = _latest_checkpoint_step(killed)
-  assert 20 <= resumed_from < STEPS
+  assert 10 <= resumed_from < STEPS
   for run_dir in (killed, whole):
     assert _run(_command(run_dir, '--deterministic', *AUGMENTED),
                 tfds_dir).returncode == 0

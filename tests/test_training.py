@@ -169,26 +169,6 @@ def test_evaluate_reports_single_and_ensemble(batch, tmp_path):
   assert result['test/accuracy_n1_std'] == pytest.approx(per_net.std())
 
 
-def test_train_writes_results_and_resumes(tfds_dir, tmp_path):
-  cfg = _cfg(str(tmp_path), data_dir=tfds_dir, download=False)
-  results = training.train(cfg)
-  with open(tmp_path / 'results.json') as f:
-    written = json.load(f)
-  for key in ('test/accuracy_n1', 'test/accuracy_n10', 'steps',
-              'wall_time_s', 'flags'):
-    assert key in written
-  assert written['steps'] == 6 == results['steps']
-  assert written['flags']['num_networks'] == 4
-  assert 0.0 <= written['test/accuracy_n1'] <= 1.0
-  assert os.listdir(tmp_path / 'summaries')
-  # Asking for more steps resumes from step 6 instead of starting over.
-  more = training.train(config.TrainConfig(
-      **{**cfg.to_dict(), 'steps': 8}))
-  assert more['steps'] == 8
-  assert more['start_step'] == 6
-  assert more['wall_time_s'] >= results['wall_time_s']
-
-
 def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(
     tfds_dir, tmp_path, monkeypatch):
   real_load = data.load
