@@ -213,11 +213,11 @@ def test_flagfile_gives_config(tmp_path):
 def test_evaluation_takes_a_baseline_run(trained, not_mnist_prepared):
   """What scripts/evaluate.py runs, in this process; its test covers the rest."""
   run_dir, _, _ = trained('mc_dropout')
-  evaluation.evaluate_run(str(run_dir), num_networks=10,
+  evaluation.evaluate_run(str(run_dir), num_networks=5,
                           ood_data_dir=not_mnist_prepared[0],
                           manual_dir=str(SHARED_DATA))
   results = json.loads((run_dir / 'eval' / 'metrics.json').read_text())
-  for key in ('test/accuracy_n1', 'test/accuracy_n10', 'test/nll_n10',
-              'ood/not_mnist_auroc_n10', 'diversity/layer_2_norm_std'):
+  for key in ('test/accuracy_n1', 'test/accuracy_n5', 'test/nll_n5',
+              'ood/not_mnist_auroc_n5', 'diversity/layer_2_norm_std'):
     assert key in results, key
-  assert results['num_networks'] == 10
+  assert results['num_networks'] == 5

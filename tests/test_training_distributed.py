@@ -134,7 +134,7 @@ _PREEMPT_STEPS = 150
 _PREEMPT_FLAGS = [f'--{k}={v}' for k, v in {
     **TINY, 'dataset': 'toy_regression', 'target': 'toy_regression',
     'steps': _PREEMPT_STEPS, 'pretrain_mixer_steps': 0,
-    'log_every': 1, 'eval_every': 1000, 'checkpoint_every': 1000,
+    'log_every': 1, 'checkpoint_every': 1000,
     'strategy': 'multi_worker'}.items()]
 
 
