@@ -141,15 +141,12 @@ def _main_in_process(argv):
     training.train(config.from_flags(fv))
 
 
-@pytest.mark.parametrize('flags_, message', [
-    (['--dataset=svhn'], 'value should be one of'),  # absl's flag check
-    (['--data_dir=/nonexistent/tfds', '--nodownload'], 'TFDS_DATA_DIR'),
-])
-def test_script_exits_with_one_line_and_no_traceback(flags_, message, tfds_dir,
-                                                     tmp_path):
-  out = _run(_command(tmp_path / 'fresh', *flags_), tfds_dir)
+def test_script_exits_with_one_line_and_no_traceback(tfds_dir, tmp_path):
+  """loop.script_errors end to end; the bad-input cases below run in-process."""
+  out = _run(_command(tmp_path / 'fresh', '--data_dir=/nonexistent/tfds',
+                      '--nodownload'), tfds_dir)
   assert out.returncode == 1
-  assert message in out.stderr
+  assert 'TFDS_DATA_DIR' in out.stderr
   assert 'Traceback' not in out.stderr
 
 

@@ -130,7 +130,7 @@ def test_multi_worker_trains_identically_and_only_chief_writes(tmp_path):
 # one is the preemption's). The handler polls for signals every second:
 # enough steps that it lands mid-run on a fast machine too (about 10 steps
 # pass between the signal and the save on a loaded 2-core machine).
-_PREEMPT_STEPS = 150
+_PREEMPT_STEPS = 100
 _PREEMPT_FLAGS = [f'--{k}={v}' for k, v in {
     **TINY, 'dataset': 'toy_regression', 'target': 'toy_regression',
     'steps': _PREEMPT_STEPS, 'pretrain_mixer_steps': 0,
