@@ -13,7 +13,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO
