@@ -178,8 +178,7 @@ class EnsembleAttack:
       Entropy from log_softmax, not `metrics.entropy` of probabilities:
       saturated predictions would put log(0) into the gradient.
       """
-      log_probs = tf.nn.log_softmax(logits)
-      entropy = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
+      entropy = metrics.entropy_of_log_probs(tf.nn.log_softmax(logits))
       return (tf.nn.sparse_softmax_cross_entropy_with_logits(
           labels=labels, logits=logits) + entropy_weight * entropy)
 

@@ -65,6 +65,15 @@ def entropy(probs: tf.Tensor) -> tf.Tensor:
       tf.math.log(probs), probs), axis=-1)
 
 
+def entropy_of_log_probs(log_probs: tf.Tensor) -> tf.Tensor:
+  """Entropy in nats from log-probabilities: [..., C] -> [...].
+
+  Unlike `entropy` of probabilities, the gradient stays finite when a
+  probability underflows to 0, which a loss on the entropy needs.
+  """
+  return -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
+
+
 def mutual_information(logits: tf.Tensor) -> tf.Tensor:
   """The members' disagreement per input, in nats: [N, B, C] -> [B].
 
@@ -75,10 +84,10 @@ def mutual_information(logits: tf.Tensor) -> tf.Tensor:
   # In log space: confident members (probabilities that underflow to 0)
   # keep finite gradients, which a training loss on this needs.
   log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
-  members = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
+  members = entropy_of_log_probs(log_probs)
   n = tf.cast(tf.shape(log_probs)[0], tf.float32)
   log_mean = tf.reduce_logsumexp(log_probs, axis=0) - tf.math.log(n)
-  total = -tf.reduce_sum(tf.exp(log_mean) * log_mean, axis=-1)
+  total = entropy_of_log_probs(log_mean)
   return total - tf.reduce_mean(members, axis=0)
 
 
