@@ -190,14 +190,6 @@ def signal_handler(handler: Callable, signums: Iterable[int]
       signal.signal(signum, old)
 
 
-def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
-  """Turns SIGTERM into KeyboardInterrupt so the loop saves before exiting."""
-  def handler(signum, frame):
-    del signum, frame
-    raise KeyboardInterrupt('SIGTERM')
-  return signal_handler(handler, (signal.SIGTERM,))
-
-
 # Exit codes of a run stopped by Ctrl-C / SIGTERM after saving (128 + signal).
 INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 
@@ -236,11 +228,35 @@ class RecordedSignals:
 
 
 @contextlib.contextmanager
-def recorded_signals() -> Iterator[RecordedSignals]:
-  """Records SIGINT and SIGTERM instead of raising, then restores them."""
+def recorded_signals(signums: Iterable[int] = (signal.SIGINT, signal.SIGTERM)
+                     ) -> Iterator[RecordedSignals]:
+  """Records the signals instead of raising, then restores their handlers."""
   signals = RecordedSignals()
-  with signal_handler(signals.record, (signal.SIGINT, signal.SIGTERM)):
+  with signal_handler(signals.record, signums):
     yield signals
+
+
+@contextlib.contextmanager
+def sigterm_between_steps() -> Iterator[Callable[[Callable], Any]]:
+  """Yields how to run a step so that SIGTERM stops the loop between two.
+
+  The handler only records the signal: an exception raised wherever it
+  lands (half way through a checkpoint write, say) once ended a run with
+  SIGSEGV instead of a save. KeyboardInterrupt('SIGTERM') comes before the
+  next step, so the loop saves weights whose losses it has checked, or on
+  exit if the signal came after the last step (the checkpoint is saved then).
+  """
+  with recorded_signals((signal.SIGTERM,)) as signals:
+    def stop_if_signalled():
+      if signals.received:
+        raise KeyboardInterrupt(signals.name())
+
+    def run_step(step_fn):
+      stop_if_signalled()
+      return step_fn()
+
+    yield run_step
+    stop_if_signalled()
 
 
 def preemption_handler(
@@ -285,7 +301,7 @@ def interruptible(learner: Learner, checkpoints: Checkpoints,
 
   In a cluster every step goes through the preemption handler; on one
   machine (or where TF has no handler) SIGTERM becomes KeyboardInterrupt
-  and the loop saves.
+  before the next step (`sigterm_between_steps`) and the loop saves.
   """
   if is_multi_worker(learner.strategy):
     with recorded_signals() as signals:
@@ -303,8 +319,8 @@ def interruptible(learner: Learner, checkpoints: Checkpoints,
     logging.warning('TensorFlow has no PreemptionCheckpointHandler on this '
                     'platform: a signal to one worker can leave the others '
                     'waiting.')
-  with sigterm_as_interrupt():
-    yield lambda step_fn: step_fn()
+  with sigterm_between_steps() as run_step:
+    yield run_step
 
 
 @contextlib.contextmanager

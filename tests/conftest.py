@@ -22,6 +22,19 @@ SHARED_DATA = REPO.parent / 'shared' / 'data'
 SHARED_TFDS = SHARED_DATA / 'tensorflow_datasets'
 
 
+# Modules holding the longest tests (30-115 s each, --durations), run first:
+# pytest-xdist hands out tests in collection order, and a long test that
+# starts last leaves the other worker idle while it runs. Whole modules
+# move, so module fixtures stay on one worker.
+SLOW_MODULES = ('test_train_script.py', 'test_training_distributed.py',
+                'test_reproduce.py', 'test_rundir.py', 'test_evaluation.py')
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOW_MODULES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope='session')
 def tfds_dir() -> str:
   """The prepared TFDS directory: $TFDS_DATA_DIR, else ../shared beside us."""

@@ -62,18 +62,52 @@ def test_flag_bounds_fail_at_parsing():
 
 
 # The HyperGAN's flagfiles; baseline_*.flags are scripts/train_baseline.py's.
-@pytest.mark.parametrize('flagfile', sorted(
-    p for p in (REPO / 'configs').glob('*.flags')
-    if not p.name.startswith('baseline_')), ids=lambda p: p.name)
-def test_every_flagfile_parses_and_trains(flagfile, tfds_dir):
+FLAGFILES = sorted(p for p in (REPO / 'configs').glob('*.flags')
+                   if not p.name.startswith('baseline_'))
+# Fields the training step does not depend on: the schedule, the run
+# directory, the training data's pipeline (the step below trains on a batch of
+# the test split) and the network count (2 below).
+NOT_IN_THE_STEP = ('run_dir', 'steps', 'warmup_steps', 'num_networks',
+                   'eval_every', 'checkpoint_every', 'log_every', 'dataset',
+                   'augment', 'validation_size', 'eval_networks',
+                   'final_eval_networks')
+
+
+def _same_step(flagfiles):
+  """Flagfiles grouped by the training step they build: one trains for all."""
+  groups = {}
+  for flagfile in flagfiles:
+    cfg = _parse(f'--flagfile={flagfile}')
+    spec = data.get_spec(cfg.dataset)  # A fixed subset has the same test set.
+    key = (repr(dataclasses.replace(spec, train_size=None)),
+           repr({k: v for k, v in cfg.to_dict().items()
+                 if k not in NOT_IN_THE_STEP}))
+    groups.setdefault(key, []).append(flagfile)
+  return list(groups.values())
+
+
+@pytest.mark.parametrize('flagfile', FLAGFILES, ids=lambda p: p.name)
+def test_every_flagfile_parses(flagfile):
   cfg = _parse(f'--flagfile={flagfile}')
   assert cfg.run_dir.startswith('runs/')
+  assert cfg.steps > cfg.warmup_steps
+
+
+@pytest.mark.parametrize('flagfiles', _same_step(FLAGFILES),
+                         ids=lambda g: '+'.join(p.stem for p in g))
+def test_every_flagfile_trains(flagfiles, tfds_dir):
+  cfg = _parse(f'--flagfile={flagfiles[0]}')
   # Two networks instead of dozens: the dataset, target and batch are real.
+  # The batch comes from the head of the test split: decoding all of a
+  # training split (50,000 CIFAR images) cost 20 s a flagfile.
   trainer = training.Trainer(dataclasses.replace(cfg, run_dir='',
                                                  num_networks=2))
-  batches = iter(data.load(cfg.dataset, 'train', cfg.batch_size,
-                           training=True, data_dir=tfds_dir, download=False))
+  head = f'test[:{4 * cfg.batch_size}]'  # Enough for one batch of 5 classes.
+  batch = next(iter(data.load(cfg.dataset, head, cfg.batch_size,
+                              training=False, data_dir=tfds_dir,
+                              download=False)))
+  assert batch[0].shape[0] == cfg.batch_size
   for _ in range(2):
-    losses = trainer.train_step(*next(batches))
+    losses = trainer.train_step(*batch)
   assert int(trainer.step.numpy()) == 2
   assert all(np.isfinite(value) for value in losses.values())
