@@ -1,8 +1,11 @@
 """Shared test setup: quiet TF, the prepared TFDS directory, tiny configs."""
 
+import fcntl
+import json
 import logging
 import os
 import pathlib
+import shutil
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -53,16 +56,39 @@ TINY = dict(num_networks=4, batch_size=16, steps=6, warmup_steps=0,
             eval_networks=2, final_eval_networks=10, checkpoint_every=2)
 
 
+def _once_per_session(tmp_path_factory, name, build):
+  """(directory, value) of build(directory), run by the first worker to ask.
+
+  A session fixture runs once per pytest-xdist worker; the expensive ones
+  build here instead, under a lock in the directory the workers of one
+  session share, and the other workers read the JSON value it returned.
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # This session's, shared by its workers.
+  directory, record = root / name, root / f'{name}.json'
+  with open(root / f'{name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes.
+    if not record.exists():
+      record.write_text(json.dumps(build(directory)))
+  return directory, json.loads(record.read_text())
+
+
 @pytest.fixture(scope='session')
 def tiny_run(tfds_dir, tmp_path_factory) -> pathlib.Path:
   """A TINY MNIST HyperGAN trained once per session, in <root>/runs/mnist.
 
-  Tests load it and may write their own outputs (adversarial/, eval/) into
-  it, but must not train it further.
+  Each worker gets its own copy: tests load it and may write their own
+  outputs (adversarial/, eval/) into it, but must not train it further.
   """
+  def train(directory):
+    training.train(config.TrainConfig(run_dir=str(directory),
+                                      data_dir=tfds_dir, download=False,
+                                      **TINY))
+
+  trained, _ = _once_per_session(tmp_path_factory, 'tiny_mnist', train)
   path = tmp_path_factory.mktemp('tiny') / 'runs' / 'mnist'
-  training.train(config.TrainConfig(run_dir=str(path), data_dir=tfds_dir,
-                                    download=False, **TINY))
+  shutil.copytree(trained, path)
   return path
 
 
@@ -80,20 +106,25 @@ class _Warnings(logging.Handler):
 def not_mnist_prepared(tmp_path_factory):
   """(data_dir, builder, warnings logged, seconds) of one real notMNIST build.
 
-  Built once per session from the archive in ../shared/data; tests that
-  evaluate on notMNIST read it from data_dir (--ood_data_dir).
+  Built once per session (all workers) from the archive in ../shared/data;
+  tests that evaluate on notMNIST read it from data_dir (--ood_data_dir).
   """
   if not (SHARED_DATA / not_mnist.ARCHIVE_NAME).is_file():
     pytest.fail(f'notMNIST archive not found in {SHARED_DATA}; it belongs in '
                 'shared/data beside the repository.')
-  data_dir = str(tmp_path_factory.mktemp('not_mnist_tfds'))
-  records = _Warnings()
-  absl_logger = logging.getLogger('absl')
-  absl_logger.addHandler(records)
-  try:
-    start = time.perf_counter()
-    builder = not_mnist.prepare(data_dir, str(SHARED_DATA))
-    seconds = time.perf_counter() - start
-  finally:
-    absl_logger.removeHandler(records)
-  return data_dir, builder, records.messages, seconds
+  def build(directory):
+    records = _Warnings()
+    absl_logger = logging.getLogger('absl')
+    absl_logger.addHandler(records)
+    try:
+      start = time.perf_counter()
+      not_mnist.prepare(str(directory), str(SHARED_DATA))
+      return records.messages, time.perf_counter() - start
+    finally:
+      absl_logger.removeHandler(records)
+
+  data_dir, (messages, seconds) = _once_per_session(
+      tmp_path_factory, 'not_mnist_tfds', build)
+  # Reading the finished build back is quick (and what the build returns).
+  builder = not_mnist.prepare(str(data_dir), str(SHARED_DATA))
+  return str(data_dir), builder, messages, seconds
