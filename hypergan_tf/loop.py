@@ -241,8 +241,8 @@ def sigterm_between_steps() -> Iterator[Callable[[Callable], Any]]:
   """Yields how to run a step so that SIGTERM stops the loop between two.
 
   The handler only records the signal: an exception raised wherever it
-  lands (half way through a checkpoint write, say) once ended a run with
-  SIGSEGV instead of a save. KeyboardInterrupt('SIGTERM') comes before the
+  lands (half way through a checkpoint write, say) is the likely cause of
+  one run that died with SIGSEGV instead of saving. KeyboardInterrupt('SIGTERM') comes before the
   next step, so the loop saves weights whose losses it has checked, or on
   exit if the signal came after the last step (the checkpoint is saved then).
   """
