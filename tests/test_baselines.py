@@ -13,6 +13,7 @@ from hypergan_tf import evaluation
 from hypergan_tf import loop
 from hypergan_tf import members
 from hypergan_tf import targets
+from tests.conftest import REPO
 from tests.conftest import SHARED_DATA
 
 # Small enough to train a few steps in seconds on CPU.
@@ -208,6 +209,19 @@ def test_flagfile_gives_config(tmp_path):
   assert baselines.BaselineConfig(**cfg.to_dict()) == cfg
   with pytest.raises(flags.IllegalFlagValueError):
     fv(['train_baseline.py', '--dropout_rate=2'])
+
+
+@pytest.mark.parametrize(
+    'flagfile', sorted((REPO / 'configs').glob('baseline_*.flags')),
+    ids=lambda p: p.name)
+def test_every_baseline_flagfile_parses(flagfile):
+  fv = flags.FlagValues()
+  baselines.define_flags(fv)
+  fv(['train_baseline.py', f'--flagfile={flagfile}'])
+  cfg = baselines.from_flags(fv)
+  assert cfg.run_dir.startswith('runs/')
+  assert cfg.final_eval_members <= cfg.num_members or (
+      cfg.method != 'ensemble')
 
 
 def test_evaluation_takes_a_baseline_run(trained, not_mnist_prepared):
