@@ -11,15 +11,13 @@ own process; finished parts are skipped, so rerunning resumes. Prints and
 writes <out_dir>/probes.md, the BUILD_NOTES.md table.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 from absl import app
 from absl import flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from hypergan_tf import probes
+
 PROBES = {
     'plain': [],
     'mi_off': ['--diversity_weight=1'],
@@ -42,8 +40,7 @@ _EXAMPLES = flags.DEFINE_integer('num_examples', 200, 'Test images attacked.',
 _ARGS = flags.DEFINE_list('extra_flags', [], 'Flags added to every probe '
                           '(e.g. --steps=300 for a smoke run).')
 
-# (column, file under the run directory, key).
-COLUMNS = (
+COLUMNS = [probes.json_column(title, path, key) for title, path, key in (
     ('1 net', 'eval/metrics.json', 'test/accuracy_n1'),
     ('10', 'eval/metrics.json', 'test/accuracy_n10'),
     ('100', 'eval/metrics.json', 'test/accuracy_n100'),
@@ -55,52 +52,25 @@ COLUMNS = (
     ('MI PGD', 'adversarial/metrics.json',
      'adv/pgd_eps0.1_mutual_information_n10'),
     ('PGD 0.1 detected', 'adversarial/metrics.json',
-     'adv/pgd_eps0.1_detection_n10'),
-    ('train s', 'results.json', 'wall_time_s'),
-)
-
-
-def _run(args: list[str]) -> None:
-  print('+', ' '.join(args), flush=True)
-  subprocess.run([sys.executable] + args, cwd=ROOT, check=True)
-
-
-def _read(path: str) -> dict:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
+     'adv/pgd_eps0.1_detection_n10'))] + [
+         probes.json_column('train s', 'results.json', 'wall_time_s', '{:.0f}')]
 
 
 def probe(name: str) -> None:
   run_dir = os.path.join(_OUT.value, name)
-  if 'selected_step' not in _read(os.path.join(run_dir, 'results.json')):
-    _run(['scripts/train.py', '--flagfile=configs/mnist_quick.flags',
-          f'--run_dir={run_dir}', *PROBES[name], *_ARGS.value])
+  probes.train('configs/mnist_quick.flags', run_dir,
+               [*PROBES[name], *_ARGS.value])
   if not os.path.exists(os.path.join(run_dir, 'eval', 'metrics.json')):
     manual = [f'--manual_dir={_MANUAL.value}'] if _MANUAL.value else []
-    _run(['scripts/evaluate.py', f'--run_dir={run_dir}', *manual])
+    probes.run_script(['scripts/evaluate.py', f'--run_dir={run_dir}',
+                       *manual])
   if not os.path.exists(os.path.join(run_dir, 'adversarial',
                                      'metrics.json')):
-    _run(['scripts/adversarial.py', f'--run_dir={run_dir}',
-          '--protocol=strong', '--attacks=pgd', '--epsilons=0.1',
-          '--ensemble_sizes=10', '--transfer_networks=0',
-          f'--num_examples={_EXAMPLES.value}'])
-
-
-def table(names: list[str]) -> str:
-  lines = ['| probe | flags | ' + ' | '.join(c for c, _, _ in COLUMNS) + ' |',
-           '| --- ' * (len(COLUMNS) + 2) + '|']
-  for name in names:
-    run_dir = os.path.join(_OUT.value, name)
-    cells = []
-    for _, path, key in COLUMNS:
-      value = _read(os.path.join(run_dir, path)).get(key)
-      cells.append('—' if value is None else
-                   f'{value:.0f}' if key == 'wall_time_s' else f'{value:.4f}')
-    lines.append(f'| {name} | {" ".join(PROBES[name]) or "—"} | '
-                 + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
+    probes.run_script([
+        'scripts/adversarial.py', f'--run_dir={run_dir}',
+        '--protocol=strong', '--attacks=pgd', '--epsilons=0.1',
+        '--ensemble_sizes=10', '--transfer_networks=0',
+        f'--num_examples={_EXAMPLES.value}'])
 
 
 def main(argv):
@@ -109,13 +79,10 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'Unknown --probes {sorted(unknown)}; choose from '
                          f'{sorted(PROBES)}.')
-  os.makedirs(_OUT.value, exist_ok=True)
   for name in _PROBES.value:
     probe(name)
-    text = table(_PROBES.value)
-    with open(os.path.join(_OUT.value, 'probes.md'), 'w') as f:
-      f.write(text)
-    print(text, flush=True)
+    probes.write_table(_OUT.value, probes.table(_OUT.value, PROBES,
+                                                _PROBES.value, COLUMNS))
 
 
 if __name__ == '__main__':

@@ -159,9 +159,12 @@ def read_scalars(run_dir: str, pattern: str) -> dict[str, tuple[list, list]]:
   for path in tf.io.gfile.glob(join(run_dir, SUMMARY_DIR, 'events.*')):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        if matcher.fullmatch(value.tag) and value.HasField('tensor'):
+        if not (matcher.fullmatch(value.tag) and value.HasField('tensor')):
+          continue
+        array = tf.make_ndarray(value.tensor)
+        if array.ndim == 0:  # Not a histogram or image under a matching tag.
           steps = points.setdefault(value.tag, {})
-          written = (event.wall_time, float(tf.make_ndarray(value.tensor)))
+          written = (event.wall_time, float(array))
           steps[event.step] = max(steps.get(event.step, written), written)
   return {tag: (sorted(steps), [steps[s][1] for s in sorted(steps)])
           for tag, steps in points.items()}

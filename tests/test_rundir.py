@@ -64,9 +64,10 @@ def test_read_scalars_matches_tags_in_step_order(tmp_path):
       for step in steps:
         tf.summary.scalar('validation/accuracy_n10', step + session, step=step)
         tf.summary.scalar('train/loss', 1.0, step=step)
+        tf.summary.histogram('validation/accuracy_n2', [0.5, 1.0], step=step)
     writer.close()
   curves = rundir.read_scalars(str(tmp_path), r'validation/accuracy_n\d+')
-  assert set(curves) == {'validation/accuracy_n10'}
+  assert set(curves) == {'validation/accuracy_n10'}  # Not the histogram.
   steps, values = curves['validation/accuracy_n10']
   assert steps == [1, 2, 3, 4]
   assert values == [1.0, 2.0, 4.0, 5.0]  # Step 3 from the resumed session.
