@@ -31,8 +31,8 @@ PROBES = {
 }
 _OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
                            required=True)
-_PROBES = flags.DEFINE_list('probes', ['plain', 'mi_off', 'repulsion_off'],
-                            f'Probes to run, among {sorted(PROBES)}.')
+_PROBES = probes.define_probes_flag(PROBES,
+                                    ['plain', 'mi_off', 'repulsion_off'])
 _MANUAL = flags.DEFINE_string('manual_dir', None, 'Directory holding '
                               'notMNIST_small.tar.gz.')
 _EXAMPLES = flags.DEFINE_integer('num_examples', 200, 'Test images attacked.',
@@ -75,10 +75,6 @@ def probe(name: str) -> None:
 
 def main(argv):
   del argv
-  unknown = set(_PROBES.value) - set(PROBES)
-  if unknown:
-    raise app.UsageError(f'Unknown --probes {sorted(unknown)}; choose from '
-                         f'{sorted(PROBES)}.')
   for name in _PROBES.value:
     probe(name)
     probes.write_table(_OUT.value, probes.table(_OUT.value, PROBES,

@@ -39,8 +39,7 @@ PROBES = {
 }
 _OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
                            required=True)
-_PROBES = flags.DEFINE_list('probes', list(PROBES),
-                            f'Probes to run, among {sorted(PROBES)}.')
+_PROBES = probes.define_probes_flag(PROBES, list(PROBES))
 _STEPS = flags.DEFINE_integer('steps', 3000, 'Training steps per probe (the '
                               'cosine schedule ends there).', lower_bound=1)
 _ARGS = flags.DEFINE_list('extra_flags', [], 'Flags added to every probe '
@@ -100,10 +99,6 @@ COLUMNS = [
 
 def main(argv):
   del argv
-  unknown = set(_PROBES.value) - set(PROBES)
-  if unknown:
-    raise app.UsageError(f'Unknown --probes {sorted(unknown)}; choose from '
-                         f'{sorted(PROBES)}.')
   for name in _PROBES.value:
     probes.train('configs/cifar5.flags', os.path.join(_OUT.value, name),
                  [f'--steps={_STEPS.value}', *PROBES[name], *_ARGS.value])

@@ -11,7 +11,6 @@ the target pass next to a large tf.matmul in float32 and bfloat16, and plots
 throughput against N. Run it on an idle machine.
 """
 
-import json
 import os
 import platform
 

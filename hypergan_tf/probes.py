@@ -14,9 +14,22 @@ import subprocess
 import sys
 from typing import Callable, Sequence
 
+from absl import flags
+
 from hypergan_tf import rundir
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def define_probes_flag(known: dict[str, list[str]],
+                       default: Sequence[str]) -> flags.FlagHolder:
+  """--probes: names among known's keys, checked when flags are parsed."""
+  holder = flags.DEFINE_list('probes', list(default),
+                             f'Probes to run, among {sorted(known)}.')
+  flags.register_validator(
+      holder, lambda names: set(names) <= set(known),
+      f'--probes must be among {", ".join(sorted(known))}.')
+  return holder
 
 
 def run_script(args: Sequence[str]) -> None:
