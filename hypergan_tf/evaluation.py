@@ -137,9 +137,11 @@ def out_of_distribution(in_logits: np.ndarray, out_logits: np.ndarray,
                         name: str, sizes: Iterable[int] = (5, 10, 100)
                         ) -> dict[str, float]:
   """AUROC, AUPR and FPR@95%TPR of ensemble entropy (OOD = positive),
-  the fraction of OOD inputs with entropy >= HIGH_ENTROPY, and the members'
-  disagreement on them. Five is the size of the conventional K = 5
-  ensemble baseline, which has no ten members to evaluate."""
+  the AUROC of the members' mutual information (`mi_auroc`: disagreement
+  only, blind to inputs every member finds ambiguous), the fraction of OOD
+  inputs with entropy >= HIGH_ENTROPY, and the members' disagreement on
+  them. Five is the size of the conventional K = 5 ensemble baseline, which
+  has no ten members to evaluate."""
   out = {}
   for k in sizes:
     if k > min(in_logits.shape[0], out_logits.shape[0]):
@@ -149,6 +151,9 @@ def out_of_distribution(in_logits: np.ndarray, out_logits: np.ndarray,
                                    out_entropy)
     for metric, value in scores.items():
       out[f'ood/{name}_{metric}_n{k}'] = value
+    out[f'ood/{name}_mi_auroc_n{k}'] = metrics.ood_detection(
+        metrics.mutual_information(in_logits[:k]).numpy(),
+        metrics.mutual_information(out_logits[:k]).numpy())['auroc']
     out[f'ood/{name}_high_entropy_n{k}'] = float(
         np.mean(out_entropy >= HIGH_ENTROPY))
     out.update(disagreement(out_logits[:k], f'ood/{name}_', f'_n{k}'))

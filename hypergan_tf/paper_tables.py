@@ -8,6 +8,7 @@ A run that is missing or not yet evaluated shows as '—'.
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence
 
 from hypergan_tf import comparison
@@ -117,21 +118,22 @@ def diversity_table(runs: Sequence[tuple[str, str]],
 
 
 def ood_table(runs: Sequence[tuple[str, str]],
-              sizes: Sequence[int] = (10, 100)) -> str:
-  """AUROC and FPR@95%TPR of ensemble entropy, per (label, run directory)."""
-  lines = ['| run | OOD set | ' + ' | '.join(
-      f'AUROC N={k} | FPR@95 N={k}' for k in sizes) + ' |',
-           '| --- ' * (2 + 2 * len(sizes)) + '|']
+              sizes: Sequence[int] = (5, 10, 100)) -> str:
+  """AUROC of ensemble entropy (H) and of mutual information (MI), and
+  FPR@95%TPR of entropy, per (label, run directory) and OOD set."""
+  columns = [(f'{title} N={k}', f'{metric}_n{k}') for k in sizes
+             for title, metric in (('H AUROC', 'auroc'),
+                                   ('MI AUROC', 'mi_auroc'),
+                                   ('FPR@95', 'fpr_at_95_tpr'))]
+  lines = ['| run | OOD set | ' + ' | '.join(t for t, _ in columns) + ' |',
+           '| --- ' * (2 + len(columns)) + '|']
   for label, run_dir in runs:
     metrics = _eval(run_dir)
-    names = sorted({k.split('/')[1].rsplit('_auroc', 1)[0]
-                    for k in metrics if k.startswith('ood/') and
-                    '_auroc_' in k}) or [MISSING]
+    names = sorted({match.group(1) for match in (
+        re.fullmatch(r'ood/(.+?)(_mi)?_auroc_n\d+', k) for k in metrics)
+                    if match}) or [MISSING]
     for name in names:
-      cells = []
-      for k in sizes:
-        for metric in ('auroc', 'fpr_at_95_tpr'):
-          value = metrics.get(f'ood/{name}_{metric}_n{k}')
-          cells.append(MISSING if value is None else f'{value:.3f}')
-      lines.append(f'| {label} | {name} | ' + ' | '.join(cells) + ' |')
+      cells = [metrics.get(f'ood/{name}_{key}') for _, key in columns]
+      lines.append(f'| {label} | {name} | ' + ' | '.join(
+          MISSING if v is None else f'{v:.3f}' for v in cells) + ' |')
   return '\n'.join(lines) + '\n'

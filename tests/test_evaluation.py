@@ -42,6 +42,20 @@ def test_ood_from_logits_separates_confident_from_uniform():
   assert out['ood/x_fpr_at_95_tpr_n10'] == pytest.approx(0.0, abs=1e-3)
 
 
+def test_mutual_information_detects_disagreement_that_entropy_misses():
+  # In distribution: every member unsure in the same way (uniform over ten
+  # classes). Out: each member sure of one of five classes, two per class,
+  # so the mean prediction is less uncertain than in distribution.
+  rng = np.random.default_rng(0)
+  agreeing = rng.normal(0, 0.01, (10, 50, 10))
+  sure = 10.0 * np.eye(10)[np.arange(10) % 5]
+  disagreeing = np.broadcast_to(sure[:, None, :], (10, 60, 10))
+  out = evaluation.out_of_distribution(agreeing, disagreeing, 'x',
+                                       sizes=(10,))
+  assert out['ood/x_mi_auroc_n10'] == pytest.approx(1.0, abs=1e-3)
+  assert out['ood/x_auroc_n10'] == pytest.approx(0.0, abs=1e-3)
+
+
 def test_report_lists_every_metric():
   text = evaluation.report({'test/accuracy_n1': 0.5, 'ood/x_auroc_n10': 0.9},
                            'T', ['/a/b/fig.png'])

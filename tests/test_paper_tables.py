@@ -58,6 +58,11 @@ def test_diversity_rows_put_ours_next_to_the_paper(tmp_path):
 def test_ood_rows_name_each_ood_set(tmp_path):
   run = _run(tmp_path / 'mnist', {
       'ood/not_mnist_auroc_n10': 0.9715, 'ood/not_mnist_fpr_at_95_tpr_n10':
-      0.1115, 'ood/not_mnist_auroc_n100': 0.9705})
-  lines = paper_tables.ood_table([('MNIST', run)]).splitlines()
-  assert lines[2] == '| MNIST | not_mnist | 0.972 | 0.112 | 0.971 | — |'
+      0.1115, 'ood/not_mnist_auroc_n100': 0.9705,
+      'ood/not_mnist_mi_auroc_n10': 0.9925})
+  lines = paper_tables.ood_table([('MNIST', run)], sizes=(10, 100)
+                                 ).splitlines()
+  assert lines[0].startswith('| run | OOD set | H AUROC N=10 | MI AUROC N=10')
+  assert lines[2] == ('| MNIST | not_mnist | 0.972 | 0.993 | 0.112 | 0.971 '
+                      '| — | — |')
+  assert len(lines) == 3  # The MI key names no OOD set of its own.
