@@ -495,7 +495,7 @@ def run(learner: Learner) -> dict[str, Any]:
     steps_done = int(learner.step.numpy())
     selected_step = checkpoints.restore_selected()
     final = evaluate(learner, test_ds, learner.final_eval_members,
-                     (1, 5, 10, 100), 'test', cfg.steps)
+                     (1, 5, 10, 100), 'test', selected_step)
   writer.flush()
   if selected_step == steps_done:  # Else it would save the chosen weights.
     checkpoints.save(clock)  # Again, so a resumed run's wall time counts it.

@@ -265,3 +265,6 @@ def test_validation_chooses_the_reported_checkpoint(tfds_dir, tmp_path):
           for v in e.summary.value}
   assert 'validation/accuracy_n2' in tags
   assert 'test/accuracy_n2' not in tags  # Test is read once, at the end.
+  # ... for the selected networks, so its curve point sits at their step.
+  assert rundir.read_scalars(str(tmp_path), 'test/accuracy_n1')[
+      'test/accuracy_n1'][0] == [best_step]
