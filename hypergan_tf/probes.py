@@ -33,7 +33,8 @@ def define_probes_flag(known: dict[str, list[str]],
 
 
 def run_script(args: Sequence[str]) -> None:
-  """Runs a project script (path and flags) in a new process; raises on exit != 0."""
+  """Runs a project script (path, flags) in its own process; raises if it
+  fails."""
   print('+', ' '.join(args), flush=True)
   subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT, check=True)
 
@@ -46,12 +47,13 @@ def read_json(path: str) -> dict:
     return json.load(f)
 
 
-def train(flagfile: str, run_dir: str, flags: Sequence[str]) -> None:
-  """scripts/train.py on flagfile plus flags, unless run_dir finished it."""
+def train(flagfile: str, run_dir: str, extra_flags: Sequence[str]) -> None:
+  """scripts/train.py on flagfile plus extra_flags, unless run_dir finished
+  it (its results.json names the selected step)."""
   if 'selected_step' not in read_json(os.path.join(run_dir,
                                                    rundir.RESULTS_FILE)):
     run_script(['scripts/train.py', f'--flagfile={flagfile}',
-                f'--run_dir={run_dir}', *flags])
+                f'--run_dir={run_dir}', *extra_flags])
 
 
 @dataclasses.dataclass(frozen=True)

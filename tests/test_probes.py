@@ -19,9 +19,9 @@ def test_train_skips_a_finished_probe_and_runs_an_unfinished_one(
   _finished(tmp_path / 'killed', step=7)  # No selected step: not finished.
   for name in ('done', 'killed', 'new'):
     probes.train('configs/x.flags', str(tmp_path / name), ['--beta=0'])
-  assert started == [
-      ['scripts/train.py', '--flagfile=configs/x.flags',
-       f'--run_dir={tmp_path / name}', '--beta=0'] for name in ('killed', 'new')]
+  assert started == [['scripts/train.py', '--flagfile=configs/x.flags',
+                      f'--run_dir={tmp_path / name}', '--beta=0']
+                     for name in ('killed', 'new')]
 
 
 def test_table_has_a_row_per_probe_and_marks_what_is_missing(tmp_path):
