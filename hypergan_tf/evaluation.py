@@ -129,6 +129,12 @@ def ensemble_entropy(logits: np.ndarray, k: int) -> np.ndarray:
   return metrics.entropy(metrics.ensemble_probabilities(logits[:k])).numpy()
 
 
+def ecdf_sizes(num_networks: int) -> list[int]:
+  """Ensemble sizes of the entropy eCDF figure: 10 and 100, capped at the
+  members there are (a K = 5 ensemble draws N = 5, not nothing)."""
+  return sorted({min(k, num_networks) for k in (10, 100)})
+
+
 # The paper (Sec. 4.4): none of its outliers had an entropy below 0.8 nats.
 HIGH_ENTROPY = 0.8
 
@@ -319,10 +325,9 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
     ood_logits, _, ood_images = collect(logits_fn, ood)
     results.update(out_of_distribution(logits, ood_logits, ood_name))
     entropies = {}
-    for size in (10, 100):
-      if size <= num_networks:
-        entropies[f'{dataset} N={size}'] = ensemble_entropy(logits, size)
-        entropies[f'{ood_name} N={size}'] = ensemble_entropy(ood_logits, size)
+    for size in ecdf_sizes(num_networks):
+      entropies[f'{dataset} N={size}'] = ensemble_entropy(logits, size)
+      entropies[f'{ood_name} N={size}'] = ensemble_entropy(ood_logits, size)
     paths.append(figures.entropy_ecdf(
         entropies, rundir.join(out_dir, 'entropy_ecdf.png'),
         float(np.log(num_classes)),

@@ -56,6 +56,12 @@ def test_mutual_information_detects_disagreement_that_entropy_misses():
   assert out['ood/x_auroc_n10'] == pytest.approx(0.0, abs=1e-3)
 
 
+def test_ecdf_draws_what_the_members_allow():
+  assert evaluation.ecdf_sizes(5) == [5]
+  assert evaluation.ecdf_sizes(100) == [10, 100]
+  assert evaluation.ecdf_sizes(1000) == [10, 100]
+
+
 def test_report_lists_every_metric():
   text = evaluation.report({'test/accuracy_n1': 0.5, 'ood/x_auroc_n10': 0.9},
                            'T', ['/a/b/fig.png'])
