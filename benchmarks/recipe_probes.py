@@ -47,16 +47,11 @@ _ARGS = flags.DEFINE_list('extra_flags', [], 'Flags added to every probe '
 EARLY_STEPS = 1000  # Where an unbounded adversarial term swamped the task.
 
 
-def _scalar(tag: str, reduce, first_steps: int | None = None):
+def _scalar(tag: str, reduce):
   """Reads a summary tag of a run and reduces its values (None if absent)."""
   def read(run_dir: str) -> float | None:
     curve = rundir.read_scalars(run_dir, tag).get(tag)
-    if not curve:
-      return None
-    steps, values = np.array(curve[0]), np.array(curve[1])
-    if first_steps is not None:
-      values = values[steps <= first_steps]
-    return float(reduce(values)) if values.size else None
+    return float(reduce(np.array(curve[1]))) if curve else None
   return read
 
 
