@@ -39,6 +39,11 @@ def test_plan_covers_every_experiment_and_compares_baselines(tmp_path):
   assert trained == set(reproduce.NAMES)
   assert _stage('baseline_ensemble/train', stages).argv[0] == (
       'scripts/train_baseline.py')
+  # The ceilings without augmentation: their flagfile, one flag added.
+  aug, noaug = (_stage(f'baseline_ensemble_cifar10{suffix}/train', stages)
+                for suffix in ('', '_noaugment'))
+  assert _flag(noaug, 'flagfile') == _flag(aug, 'flagfile')
+  assert '--noaugment' in noaug.argv and '--noaugment' not in aug.argv
   assert _flag(_stage('cifar5/evaluate', stages), 'manual_dir') == '/m'
   assert all(_flag(s, 'data_dir') == '/d' for s in stages
              if s.name != 'compare')
