@@ -56,13 +56,20 @@ def _scalar(tag: str, reduce):
 
 
 def _early_adversarial_share(run_dir: str) -> float | None:
-  """Largest weighted adversarial term / task loss over the first steps."""
-  share = [rundir.read_scalars(run_dir, f'train/{tag}').get(f'train/{tag}')
-           for tag in ('adversarial_weight', 'adversarial_loss', 'task_loss')]
-  if not all(share):
+  """Largest weighted adversarial term / task loss over the first steps.
+
+  Without a cap the weight is not logged: it is the run's constant --beta.
+  """
+  curves = [rundir.read_scalars(run_dir, f'train/{tag}').get(f'train/{tag}')
+            for tag in ('adversarial_loss', 'task_loss')]
+  if not all(curves):
     return None
-  steps = np.array(share[0][0])
-  weight, adversarial, task = (np.array(c[1]) for c in share)
+  steps = np.array(curves[0][0])
+  adversarial, task = (np.array(c[1]) for c in curves)
+  weight = rundir.read_scalars(run_dir, 'train/adversarial_weight').get(
+      'train/adversarial_weight')
+  weight = (np.array(weight[1]) if weight else probes.read_json(
+      os.path.join(run_dir, rundir.CONFIG_FILE))['beta'])
   early = steps <= EARLY_STEPS
   return float(np.max((weight * adversarial / task)[early]))
 
