@@ -60,16 +60,16 @@ def _early_adversarial_share(run_dir: str) -> float | None:
 
   Without a cap the weight is not logged: it is the run's constant --beta.
   """
-  curves = [rundir.read_scalars(run_dir, f'train/{tag}').get(f'train/{tag}')
-            for tag in ('adversarial_loss', 'task_loss')]
-  if not all(curves):
+  curves = rundir.read_scalars(
+      run_dir, 'train/(adversarial_weight|adversarial_loss|task_loss)')
+  if not {'train/adversarial_loss', 'train/task_loss'} <= curves.keys():
     return None
-  steps = np.array(curves[0][0])
-  adversarial, task = (np.array(c[1]) for c in curves)
-  weight = rundir.read_scalars(run_dir, 'train/adversarial_weight').get(
-      'train/adversarial_weight')
-  weight = (np.array(weight[1]) if weight else probes.read_json(
-      os.path.join(run_dir, rundir.CONFIG_FILE))['beta'])
+  steps = np.array(curves['train/task_loss'][0])
+  adversarial, task = (np.array(curves[f'train/{tag}'][1])
+                       for tag in ('adversarial_loss', 'task_loss'))
+  weight = (np.array(curves['train/adversarial_weight'][1])
+            if 'train/adversarial_weight' in curves else probes.read_json(
+                os.path.join(run_dir, rundir.CONFIG_FILE))['beta'])
   early = steps <= EARLY_STEPS
   return float(np.max((weight * adversarial / task)[early]))
 
