@@ -68,8 +68,8 @@ def _early_adversarial_share(run_dir: str) -> float | None:
   adversarial, task = (np.array(curves[f'train/{tag}'][1])
                        for tag in ('adversarial_loss', 'task_loss'))
   weight = (np.array(curves['train/adversarial_weight'][1])
-            if 'train/adversarial_weight' in curves else probes.read_json(
-                os.path.join(run_dir, rundir.CONFIG_FILE))['beta'])
+            if 'train/adversarial_weight' in curves
+            else rundir.read_config(run_dir)['beta'])
   early = steps <= EARLY_STEPS
   return float(np.max((weight * adversarial / task)[early]))
 
