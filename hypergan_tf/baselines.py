@@ -57,7 +57,7 @@ _field = config_lib.flag_field
 
 
 @dataclasses.dataclass(frozen=True)
-class BaselineConfig(config_lib.DataOptions):
+class BaselineConfig(config_lib.RunOptions, config_lib.DataOptions):
   """Everything a baseline run depends on; each field is also a flag.
 
   The optimizer fields have the names and meaning of `config.TrainConfig`'s,

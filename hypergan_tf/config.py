@@ -16,6 +16,7 @@ from absl import flags
 from hypergan_tf import data
 from hypergan_tf import diversity
 from hypergan_tf import hypernet
+from hypergan_tf import ownership
 from hypergan_tf import targets
 
 
@@ -66,6 +67,17 @@ STANDARDIZE = ('auto', 'on', 'off')
 
 
 @dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """How any trainer treats its run directory; shared by every config."""
+  take_over: bool = _field(
+      False, 'Take the run directory from the training named in its owner '
+      'record even if that record looks live: for a run on another host '
+      f'known to be dead, whose record goes stale only after '
+      f'{ownership.STALE_AFTER_S / 60:.0f} minutes without heartbeat. A dead '
+      'run on this host is taken over without it.')
+
+
+@dataclasses.dataclass(frozen=True)
 class DataOptions:
   """How any trainer reads its data; shared by HyperGAN and baseline configs.
 
@@ -104,7 +116,7 @@ class DataOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(DataOptions):
+class TrainConfig(RunOptions, DataOptions):
   """Everything a training run depends on; each field is also a flag."""
   run_dir: str = _field('', 'Directory for checkpoints, TensorBoard '
                         'summaries and results.json; rerunning resumes it.')

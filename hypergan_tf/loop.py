@@ -32,6 +32,7 @@ from tensorboard.plugins.hparams import api as hparams
 
 from hypergan_tf import data
 from hypergan_tf import evaluation
+from hypergan_tf import ownership
 from hypergan_tf import rundir
 
 
@@ -57,7 +58,8 @@ class Learner(Protocol):
   Attributes:
     cfg: its config; the loop reads the fields every config has (run_dir,
       dataset, data_dir, download, seed, steps, augment, validation_size,
-      log_every, eval_every, checkpoint_every, keep_checkpoints).
+      log_every, eval_every, checkpoint_every, keep_checkpoints,
+      take_over).
     strategy: the tf.distribute strategy it was built under.
     chief: whether this process writes files.
     step, wall_time, best_score: checkpointed counters.
@@ -104,9 +106,11 @@ class Learner(Protocol):
 class Checkpoints:
   """The loop's checkpoint managers for one learner in its run directory."""
 
-  def __init__(self, learner: Learner):
+  def __init__(self, learner: Learner,
+               owner: ownership.Owner | None = None):
     cfg = learner.cfg
     self.learner = learner
+    self.owner = owner  # The chief's hold on the run directory.
     # Every worker resumes from the run directory's checkpoints (shared by a
     # cluster) so all start at the same step with the same weights.
     self.shared = rundir.join(cfg.run_dir, rundir.CHECKPOINT_DIR)
@@ -134,6 +138,8 @@ class Checkpoints:
 
   def save(self, clock: float | None = None) -> str | None:
     """Saves the latest state unless the weights are broken."""
+    if self.owner:
+      self.owner.confirm()
     learner = self.learner
     return rundir.save_if_finite(self.latest, learner.step,
                                  learner.wall_time, learner.variables, clock)
@@ -143,8 +149,10 @@ class Checkpoints:
     learner = self.learner
     if self.best is None or score <= float(learner.best_score.numpy()):
       return False
+    if self.owner:
+      self.owner.confirm()
     learner.best_score.assign(score)
-    self.best.save(checkpoint_number=int(learner.step.numpy()))
+    rundir.save(self.best, int(learner.step.numpy()))
     return True
 
   def restore_selected(self) -> int:
@@ -412,10 +420,21 @@ def _datasets(learner: Learner, start_step: int):
 def run(learner: Learner) -> dict[str, Any]:
   """Trains (or resumes) a learner in its run directory and evaluates it.
 
+  The chief holds the run directory's owner record throughout, so a second
+  training of the same directory stops before it writes anything.
+
   Returns the results dict that is also written to <run_dir>/results.json.
   """
+  if not learner.chief:
+    return _train(learner, None)
+  with ownership.owned(learner.cfg.run_dir, learner.cfg.take_over) as owner:
+    return _train(learner, owner)
+
+
+def _train(learner: Learner, owner: ownership.Owner | None
+           ) -> dict[str, Any]:
   cfg = learner.cfg
-  checkpoints = Checkpoints(learner)
+  checkpoints = Checkpoints(learner, owner)
   checkpoints.restore()
   if learner.chief:  # After the restore: a foreign checkpoint fails first.
     rundir.write_json(rundir.join(cfg.run_dir, rundir.CONFIG_FILE),
@@ -452,6 +471,8 @@ def run(learner: Learner) -> dict[str, Any]:
         losses = run_step(lambda: learner.train_step(*next(batches)))
         step = int(learner.step.numpy())
         check_finite(losses, step, cfg.run_dir)
+        if owner:
+          owner.check()
         if progress:
           progress.update(step, list(losses.items()))
         for name, value in losses.items():

@@ -80,19 +80,27 @@ def restore(run_dir: str, made_by: str, **objects) -> int:
   """Restores objects from a run's selected checkpoint; returns its step.
 
   The selected checkpoint is the validation choice, else the latest. Quiet
-  about the training state the checkpoint also holds.
+  about the training state the checkpoint also holds. A run that is still
+  training can be read: it never takes the run's owner record.
 
   Raises:
     FileNotFoundError: the run has no checkpoint yet.
   """
-  path = rundir.selected_checkpoint(run_dir)
-  if path is None:
-    raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
-                            f'first ({made_by} --run_dir=...).')
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-  rundir.restore(tf.train.Checkpoint(step=step, **objects), path,
-                 partial=True)
-  return int(step.numpy())
+  checkpoint = tf.train.Checkpoint(step=step, **objects)
+  path = rundir.selected_checkpoint(run_dir)
+  while True:
+    if path is None:
+      raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; '
+                              f'train first ({made_by} --run_dir=...).')
+    try:
+      rundir.restore(checkpoint, path, partial=True)
+      return int(step.numpy())
+    except RuntimeError:
+      # A run still training may have replaced it meanwhile: read the newer.
+      path, replaced = rundir.selected_checkpoint(run_dir), path
+      if path == replaced:
+        raise
 
 
 def load(run_dir: str) -> Members:

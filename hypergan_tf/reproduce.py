@@ -182,6 +182,13 @@ def plan(budget: str, runs_root: str, only: Sequence[str] = NAMES,
   return stages
 
 
+def last_error(log_path: str) -> str:
+  """The one-line 'error: ...' a script ended with, or where to look."""
+  with open(log_path) as log:
+    errors = [line.strip() for line in log if line.startswith('error: ')]
+  return errors[-1] if errors else 'no error line in its log.'
+
+
 class StageFailedError(RuntimeError):
   """A stage's script exited non-zero."""
 
@@ -243,8 +250,9 @@ def run(stages: Sequence[Stage], runs_root: str, budget: str,
           f's; rerun the same command to resume. Log: {log_path}.')
     if code:
       raise StageFailedError(
-          f'{stage.name} failed (exit {code}) after {seconds:.0f} s; see '
-          f'{log_path}. Fix it and rerun the same command to resume.')
+          f'{stage.name} failed (exit {code}) after {seconds:.0f} s: '
+          f'{last_error(log_path)} Fix it and rerun the same command to '
+          f'resume; log: {log_path}.')
     logging.info('%s: finished in %.0f s', prefix, seconds)
   return record
 

@@ -13,6 +13,7 @@ be local, on a bucket (`gs://...`) or in TensorFlow's in-memory filesystem
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import re
@@ -104,12 +105,47 @@ def save_if_finite(manager: tf.train.CheckpointManager | None,
     logging.error('Not saving step %d: weights are not finite.',
                   int(step.numpy()))
     return None
-  number = int(step.numpy())
-  # Saving a step again (e.g. to record the final wall time) rewrites its
-  # files; some filesystems (ram://) append to an existing file instead.
-  for path in tf.io.gfile.glob(join(manager.directory, f'ckpt-{number}.*')):
+  return save(manager, int(step.numpy()))
+
+
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written; the previous one is intact."""
+
+
+def _remove_checkpoint_files(directory: str, number: int) -> None:
+  """Removes the files of checkpoint `number`, complete or half-written."""
+  for path in tf.io.gfile.glob(join(directory, f'ckpt-{number}.*')):
     tf.io.gfile.remove(path)
-  return manager.save(checkpoint_number=number)
+  for path in tf.io.gfile.glob(join(directory, f'ckpt-{number}_temp*')):
+    tf.io.gfile.rmtree(path)
+
+
+def save(manager: tf.train.CheckpointManager, number: int) -> str:
+  """Saves checkpoint `number`; a failed write leaves the previous latest.
+
+  The manager names a new checkpoint latest only once its files are
+  complete, so a full disk or an unwritable directory costs only the new
+  one, whose partial files are removed.
+
+  Raises:
+    CheckpointWriteError: the write failed (full disk, permissions, ...),
+      in one line naming the checkpoint that is still intact.
+  """
+  try:
+    # Saving a step again (e.g. to record the final wall time) rewrites its
+    # files; some filesystems (ram://) append to an existing file instead.
+    _remove_checkpoint_files(manager.directory, number)
+    return manager.save(checkpoint_number=number)
+  except (tf.errors.OpError, OSError) as e:
+    reason = str(getattr(e, 'message', e)).strip().splitlines()[0]
+    with contextlib.suppress(tf.errors.OpError, OSError):
+      _remove_checkpoint_files(manager.directory, number)
+    previous = tf.train.latest_checkpoint(manager.directory)
+    raise CheckpointWriteError(
+        f'Could not write checkpoint {number} to {manager.directory} '
+        f'({reason}). The previous checkpoint, {previous}, is intact; free '
+        'space or fix the directory, then rerun the same command to '
+        'resume.') from e
 
 
 def restore(checkpoint: tf.train.Checkpoint, path: str | None,

@@ -123,9 +123,11 @@ def test_script_runs_skips_finished_stages_and_names_a_failed_one(tfds_dir,
   # and the fix (the log also echoes the command, which names the directory).
   output = [line for line in log.read_text().splitlines()
             if not line.startswith('$ ')]
-  assert any(line.startswith('error: ') and 'no_such_dir' in line and
-             'TFDS_DATA_DIR' in line for line in output)
+  errors = [line for line in output if line.startswith('error: ')]
+  assert 'no_such_dir' in errors[-1] and 'TFDS_DATA_DIR' in errors[-1]
   assert not any('Traceback' in line for line in output)
+  # reproduce.py names the stage's error itself, not only its log.
+  assert errors[-1] in again.stderr
 
 
 def test_run_tells_a_killed_stage_from_a_failed_one(tmp_path):

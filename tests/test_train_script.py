@@ -1,9 +1,12 @@
 """scripts/train.py as a user runs it: killed and resumed, and bad input."""
 
 import glob
+import json
 import os
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +17,10 @@ import pytest
 import tensorflow as tf
 
 from hypergan_tf import config
+from hypergan_tf import evaluation
 from hypergan_tf import loop
+from hypergan_tf import members
+from hypergan_tf import ownership
 from hypergan_tf import rundir
 from hypergan_tf import training
 from tests.conftest import REPO
@@ -75,9 +81,13 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
   process.wait()
   resumed_from = _latest_checkpoint_step(killed)
   assert 10 <= resumed_from < STEPS
+  # The killed run's owner record is left behind; the same command takes it.
+  assert ownership.read_record(str(killed))['pid'] == process.pid
   for run_dir in (killed, whole):
-    assert _run(_command(run_dir, '--deterministic', *AUGMENTED),
-                tfds_dir).returncode == 0
+    done = _run(_command(run_dir, '--deterministic', *AUGMENTED), tfds_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ('Taking over' in done.stderr) == (run_dir == killed)
+    assert ownership.read_record(str(run_dir)) is None
   expected, got = _losses(whole), _losses(killed)
   after = [step for step in expected if step > resumed_from]
   assert len(after) == STEPS - resumed_from
@@ -105,6 +115,105 @@ def test_sigterm_saves_and_exits_with_one_line(tfds_dir, tmp_path):
   logged = [line for line in stderr.splitlines() if 'Interrupted at step' in line]
   stopped_at = int(logged[-1].split('Interrupted at step ')[1].split(';')[0])
   assert _latest_checkpoint_step(tmp_path) == stopped_at
+  assert ownership.read_record(str(tmp_path)) is None  # Released.
+
+
+def _wait_for(condition, process, what):
+  deadline = time.time() + 300
+  while not condition():
+    assert process.poll() is None, f'training ended before {what}'
+    assert time.time() < deadline, f'no {what} after 300 s'
+    time.sleep(0.05)
+
+
+def _errors(stderr):
+  return [line for line in stderr.splitlines() if line.startswith('error: ')]
+
+
+def test_second_writer_is_refused_and_readers_are_free(tfds_dir, tmp_path):
+  """While one training runs: a second one on its run directory stops at
+  once, naming the first; loading and evaluating it take nothing; the first
+  ends with the weights it has when it runs alone."""
+  alone, shared = tmp_path / 'alone', tmp_path / 'shared'
+  with open(tmp_path / 'first.log', 'w') as log:
+    first, reference = (
+        subprocess.Popen(_command(run_dir, '--deterministic'), cwd=REPO,
+                         env=_env(tfds_dir), stdout=log, stderr=log)
+        for run_dir in (shared, alone))
+  _wait_for(lambda: _latest_checkpoint_step(shared) >= 10, first,
+            'checkpoint 10')
+  first.send_signal(signal.SIGSTOP)  # Mid-run, for as long as this takes.
+  try:
+    second = _run(_command(shared, '--deterministic'), tfds_dir)
+    loaded = members.load(str(shared))
+    logits = loaded.logits(loaded.sample(2, seed=0), tf.zeros([3, 28, 28, 1]))
+    evaluated = evaluation.evaluate_run(str(shared), num_networks=2,
+                                        data_dir=tfds_dir)
+    record = ownership.read_record(str(shared))
+  finally:
+    first.send_signal(signal.SIGCONT)
+  assert second.returncode == 1
+  error, = _errors(second.stderr)
+  assert f'pid {first.pid} on host {socket.gethostname()}, started' in error
+  assert f'train.py --run_dir={shared}' in error and 'Wait for it' in error
+  assert 'Traceback' not in second.stderr
+  assert logits.shape == (2, 3, 10) and loaded.step >= 10
+  assert 0.0 <= evaluated['test/accuracy_n1'] <= 1.0
+  assert record['pid'] == first.pid  # The readers took nothing.
+  for process in (first, reference):
+    assert process.wait(timeout=600) == 0, (tmp_path / 'first.log').read_text()
+  results = [json.loads((run_dir / rundir.RESULTS_FILE).read_text())
+             for run_dir in (shared, alone)]
+  assert results[0]['steps'] == STEPS and results[0]['start_step'] == 0
+  assert results[0]['weights_sha256'] == results[1]['weights_sha256']
+  assert ownership.read_record(str(shared)) is None
+
+
+def _file_size_limit(limit):
+  """Run before the child's exec: files it writes stop at limit bytes.
+
+  A write beyond fails with EFBIG, as one on a full disk fails with ENOSPC:
+  the same error path, and it needs no root to mount a small filesystem.
+  (Python ignores SIGXFSZ, so the write fails instead of killing it.)
+  """
+  return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_failing_checkpoint_write_is_one_line_and_keeps_the_last(tfds_dir,
+                                                                 tmp_path):
+  run_dir = tmp_path / 'run'
+  done = _run(_command(run_dir, '--steps=10'), tfds_dir)
+  assert done.returncode == 0, done.stderr[-3000:]
+  data_file, = glob.glob(str(run_dir / rundir.CHECKPOINT_DIR /
+                             'ckpt-10.data-*'))
+  limit = os.path.getsize(data_file) // 2
+  failed = subprocess.run(_command(run_dir, '--steps=20'), capture_output=True,
+                          text=True, cwd=REPO, env=_env(tfds_dir), timeout=600,
+                          preexec_fn=_file_size_limit(limit), check=False)
+  assert failed.returncode == 1
+  error, = _errors(failed.stderr)
+  assert 'Could not write checkpoint 20' in error
+  assert 'ckpt-10, is intact' in error and 'rerun the same command' in error
+  assert 'Traceback' not in failed.stderr
+  checkpoints = run_dir / rundir.CHECKPOINT_DIR
+  assert not glob.glob(str(checkpoints / 'ckpt-20*'))  # No half checkpoint.
+  assert _latest_checkpoint_step(run_dir) == 10
+  assert int(training.load_trainer(str(run_dir)).step.numpy()) == 10
+  assert ownership.read_record(str(run_dir)) is None
+
+
+def test_take_over_flag_takes_a_live_foreign_record(tfds_dir, tmp_path,
+                                                    monkeypatch):
+  monkeypatch.setenv('TFDS_DATA_DIR', tfds_dir)
+  foreign = {**ownership.new_record(), 'host': 'other-host', 'pid': 4242}
+  tmp_path.joinpath(ownership.OWNER_FILE).write_text(json.dumps(foreign))
+  argv = [f'--run_dir={tmp_path}', *FLAGS, '--steps=2']
+  with pytest.raises(SystemExit, match='trained by pid 4242 on host other-h'):
+    _main_in_process(argv)
+  assert not tmp_path.joinpath(rundir.CHECKPOINT_DIR).exists()  # Untouched.
+  _main_in_process([*argv, '--take_over'])
+  assert json.loads(tmp_path.joinpath('results.json').read_text())['steps'] == 2
+  assert ownership.read_record(str(tmp_path)) is None
 
 
 def _copy_run(run_dir, tmp_path):

@@ -11,6 +11,7 @@ from hypergan_tf import config
 from hypergan_tf import data
 from hypergan_tf import loop
 from hypergan_tf import members
+from hypergan_tf import ownership
 from hypergan_tf import rundir
 from hypergan_tf import training
 from tests.conftest import TINY
@@ -186,6 +187,7 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(
   with pytest.raises(loop.NonFiniteLossError,
                      match=r'at step 3: task_loss = (nan|inf)\. The last good'):
     training.train(cfg)
+  assert ownership.read_record(str(tmp_path)) is None  # Released.
   trainer = training.load_trainer(str(tmp_path))
   assert int(trainer.step.numpy()) == 2  # Not the broken step 3.
   assert rundir.all_finite(trainer.variables)

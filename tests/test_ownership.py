@@ -1,0 +1,162 @@
+"""The owner record of a run directory, without training.
+
+Two real `scripts/train.py` processes on one run directory, a SIGKILLed run
+taken over, readers during training and a failing checkpoint write are in
+tests/test_train_script.py.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+from absl import logging as absl_logging
+import pytest
+import tensorflow as tf
+
+from hypergan_tf import ownership
+from tests.conftest import REPO
+
+
+def _write_record(run_dir, **fields):
+  record = {**ownership.new_record(), **fields}
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, ownership.OWNER_FILE), 'w') as f:
+    json.dump(record, f)
+  return record
+
+
+@pytest.fixture
+def warnings(caplog):
+  """Warnings logged through absl (absl's handler is Python logging's)."""
+  absl_logging.use_python_logging()
+  return caplog
+
+
+def test_a_second_writer_is_refused_with_the_first_named(tmp_path):
+  run_dir = str(tmp_path / 'run')
+  with ownership.owned(run_dir) as owner:
+    record = ownership.read_record(run_dir)
+    assert record['token'] == owner.record['token']
+    assert (record['host'], record['pid']) == (socket.gethostname(),
+                                               os.getpid())
+    with pytest.raises(ownership.RunDirectoryBusyError) as error:
+      ownership.acquire(run_dir)
+    message = str(error.value)
+    assert f'pid {os.getpid()} on host {socket.gethostname()}' in message
+    assert record['command'] in message and '--take_over' in message
+    assert '\n' not in message
+  assert ownership.read_record(run_dir) is None  # Released.
+  ownership.acquire(run_dir).release()  # Free again.
+
+
+def test_record_of_a_finished_process_on_this_host_is_taken_over(
+    tmp_path, warnings):
+  dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+  dead.wait()
+  run_dir = str(tmp_path)
+  _write_record(run_dir, pid=dead.pid, process_start=None)
+  with ownership.owned(run_dir) as owner:
+    assert ownership.read_record(run_dir)['token'] == owner.record['token']
+  assert f'pid {dead.pid}' in warnings.text
+  assert 'its process is gone' in warnings.text
+
+
+def test_a_reused_pid_does_not_keep_a_dead_record_alive(tmp_path):
+  # The parent process runs, but it is not the process that wrote this.
+  _write_record(str(tmp_path), pid=os.getppid(), process_start=1)
+  ownership.acquire(str(tmp_path)).release()
+
+
+@pytest.mark.parametrize('age_s, take_over, taken', [
+    (5.0, False, False),  # A live run on another host.
+    (ownership.STALE_AFTER_S + 60, False, True),  # Stale: its host died.
+    (5.0, True, True),  # The user says it is dead.
+])
+def test_foreign_record_is_respected_until_stale_or_overridden(
+    tmp_path, age_s, take_over, taken):
+  run_dir = str(tmp_path)
+  foreign = _write_record(run_dir, host='other-host', pid=4242,
+                          heartbeat=time.time() - age_s)
+  if not taken:
+    with pytest.raises(ownership.RunDirectoryBusyError,
+                       match='pid 4242 on host other-host'):
+      ownership.acquire(run_dir, take_over)
+    assert ownership.read_record(run_dir) == foreign
+    return
+  owner = ownership.acquire(run_dir, take_over)
+  assert ownership.read_record(run_dir)['host'] == socket.gethostname()
+  owner.release()
+
+
+def test_an_owner_taken_over_stops_at_its_next_check(tmp_path):
+  run_dir = str(tmp_path)
+  owner = ownership.acquire(run_dir)
+  owner.confirm()  # Still ours: refreshes the heartbeat.
+  assert ownership.read_record(run_dir)['heartbeat'] >= (
+      owner.record['started'])
+  usurper = _write_record(run_dir, host='other-host', pid=7)
+  with pytest.raises(ownership.OwnershipLostError,
+                     match='taken over by pid 7 on host other-host'):
+    owner.confirm()
+  owner.release()
+  assert ownership.read_record(run_dir) == usurper  # Not removed: not ours.
+
+
+def test_heartbeat_refreshes_the_record_while_running(tmp_path, monkeypatch):
+  monkeypatch.setattr(ownership, 'HEARTBEAT_S', 0.05)
+  with ownership.owned(str(tmp_path)) as owner:
+    first = ownership.read_record(str(tmp_path))['heartbeat']
+    deadline = time.time() + 10
+    while (ownership.read_record(str(tmp_path))['heartbeat'] == first
+           and time.time() < deadline):
+      time.sleep(0.02)
+    assert ownership.read_record(str(tmp_path))['heartbeat'] > first
+    owner.check()
+
+
+def test_works_on_the_in_memory_filesystem():
+  run_dir = f'ram://{uuid.uuid4().hex}/run'
+  with ownership.owned(run_dir):
+    assert tf.io.gfile.exists(f'{run_dir}/{ownership.OWNER_FILE}')
+    with pytest.raises(ownership.RunDirectoryBusyError):
+      ownership.acquire(run_dir)
+  assert not tf.io.gfile.exists(f'{run_dir}/{ownership.OWNER_FILE}')
+
+
+def test_unwritable_run_directory_is_one_clear_error(tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  with pytest.raises(ownership.RunDirectoryNotWritableError,
+                     match=r'Cannot write to the run directory .*a_file/run'):
+    ownership.acquire(str(blocker / 'run'))
+
+
+def test_concurrent_starts_on_one_host_have_exactly_one_winner(tmp_path):
+  """Processes that try at the same instant: one owns, the rest are told."""
+  start = time.time() + 8  # After every process has imported TensorFlow.
+  script = (
+      'import sys, time\n'
+      'from hypergan_tf import ownership\n'
+      f'time.sleep(max(0.0, {start} - time.time()))\n'
+      'try:\n'
+      f'  owner = ownership.acquire({str(tmp_path)!r})\n'
+      'except ownership.RunDirectoryBusyError:\n'
+      '  print("refused"); sys.exit(0)\n'
+      'print("owner", flush=True)\n'
+      'sys.stdin.read()  # Holds it until the test has heard from all.\n'
+      'owner.release()\n')
+  env = {**os.environ, 'PYTHONPATH': str(REPO), 'TF_CPP_MIN_LOG_LEVEL': '2'}
+  processes = [subprocess.Popen([sys.executable, '-c', script], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+               for _ in range(4)]
+  said = sorted(p.stdout.readline().strip() for p in processes)
+  for p in processes:
+    p.communicate(timeout=120)
+    assert p.returncode == 0
+  assert said == ['owner', 'refused', 'refused', 'refused']
+  assert ownership.read_record(str(tmp_path)) is None
