@@ -177,13 +177,14 @@ class Owner:
 
   def _beat_forever(self) -> None:
     while not self._stop.wait(HEARTBEAT_S):
-      try:
-        self.beat()
-      except (tf.errors.OpError, OSError) as e:  # A full disk, say.
-        logging.warning('Could not refresh %s: %s', self.path, e)
+      self.beat()
 
   def beat(self) -> None:
-    """Refreshes the heartbeat if the record is still ours (else notes it)."""
+    """Refreshes the heartbeat if the record is still ours (else notes it).
+
+    A heartbeat that cannot be written (a full disk) is only logged: the
+    checkpoint write that follows says what is wrong.
+    """
     with self._lock, _exclusive(self.run_dir):
       if self.lost_to is not None:
         return
@@ -192,7 +193,10 @@ class Owner:
         self.lost_to = current or {'command': 'removed by someone else'}
         return
       self.record = {**self.record, 'heartbeat': time.time()}
-      rundir.write_text(self.path, json.dumps(self.record, indent=2))
+      try:
+        rundir.write_text(self.path, json.dumps(self.record, indent=2))
+      except (tf.errors.OpError, OSError) as e:
+        logging.warning('Could not refresh %s: %s', self.path, e)
 
   def check(self) -> None:
     """Raises OwnershipLostError if a heartbeat found the record taken."""

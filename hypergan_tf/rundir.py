@@ -9,6 +9,8 @@ be local, on a bucket (`gs://...`) or in TensorFlow's in-memory filesystem
     checkpoints/        the latest checkpoints (full training state)
     checkpoints/best/   the networks chosen on validation (if any)
     summaries/          TensorBoard events
+    owner.json          the training that writes it now (`ownership`)
+    owner.lock          local disk: serialises taking owner.json
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ def save(manager: tf.train.CheckpointManager, number: int) -> str:
     _remove_checkpoint_files(manager.directory, number)
     return manager.save(checkpoint_number=number)
   except (tf.errors.OpError, OSError) as e:
-    reason = str(getattr(e, 'message', e)).strip().splitlines()[0]
+    reason = re.sub(r'\{\{.*?\}\}\s*|\s*\[Op:\w+\]', '',
+                    str(getattr(e, 'message', e))).strip().splitlines()[0]
     with contextlib.suppress(tf.errors.OpError, OSError):
       _remove_checkpoint_files(manager.directory, number)
     previous = tf.train.latest_checkpoint(manager.directory)

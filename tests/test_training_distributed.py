@@ -122,6 +122,7 @@ def test_multi_worker_trains_identically_and_only_chief_writes(tmp_path):
   assert (chief / 'results.json').exists()
   assert os.listdir(chief / 'checkpoints')
   assert not other.exists()  # Nothing written by the non-chief worker.
+  assert not (chief / 'owner.json').exists()  # The chief's record, released.
 
 
 # TINY as flags for scripts/train.py, cheaper: the in-memory toy regression
