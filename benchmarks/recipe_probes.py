@@ -47,14 +47,6 @@ _ARGS = flags.DEFINE_list('extra_flags', [], 'Flags added to every probe '
 EARLY_STEPS = 1000  # Where an unbounded adversarial term swamped the task.
 
 
-def _scalar(tag: str, reduce):
-  """Reads a summary tag of a run and reduces its values (None if absent)."""
-  def read(run_dir: str) -> float | None:
-    curve = rundir.read_scalars(run_dir, tag).get(tag)
-    return float(reduce(np.array(curve[1]))) if curve else None
-  return read
-
-
 def _early_adversarial_share(run_dir: str) -> float | None:
   """Largest weighted adversarial term / task loss over the first steps.
 
@@ -74,28 +66,22 @@ def _early_adversarial_share(run_dir: str) -> float | None:
   return float(np.max((weight * adversarial / task)[early]))
 
 
-def _cpu_hours(run_dir: str) -> float | None:
-  wall = probes.read_json(os.path.join(run_dir, rundir.RESULTS_FILE)).get(
-      'wall_time_s')
-  return None if wall is None else wall * os.cpu_count() / 3600
-
-
 COLUMNS = [
-    probes.Column('val 1 net (end)', _scalar('validation/accuracy_n1',
+    probes.Column('val 1 net (end)', probes.scalar('validation/accuracy_n1',
                                              lambda v: v[-1])),
-    probes.Column('val 10 (end)', _scalar('validation/accuracy_n10',
+    probes.Column('val 10 (end)', probes.scalar('validation/accuracy_n10',
                                           lambda v: v[-1])),
-    probes.Column('val 10 (best)', _scalar('validation/accuracy_n10',
+    probes.Column('val 10 (best)', probes.scalar('validation/accuracy_n10',
                                            np.max)),
     probes.Column(f'max beta x adv / task, steps <= {EARLY_STEPS}',
                   _early_adversarial_share, '{:.3f}'),
-    probes.Column('adv loss (end)', _scalar('train/adversarial_loss',
+    probes.Column('adv loss (end)', probes.scalar('train/adversarial_loss',
                                             lambda v: v[-1]), '{:.3f}'),
-    probes.Column('disc loss (end)', _scalar('train/discriminator_loss',
+    probes.Column('disc loss (end)', probes.scalar('train/discriminator_loss',
                                              lambda v: v[-1]), '{:.3f}'),
-    probes.Column('steps/s (median)', _scalar('train/steps_per_second',
+    probes.Column('steps/s (median)', probes.scalar('train/steps_per_second',
                                               np.median), '{:.2f}'),
-    probes.Column('CPU-h', _cpu_hours, '{:.2f}'),
+    probes.Column('CPU-h', probes.cpu_hours, '{:.2f}'),
 ]
 
 

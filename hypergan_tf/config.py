@@ -131,8 +131,13 @@ class TrainConfig(RunOptions, DataOptions):
   download: bool = _field(True, 'Let TFDS download a missing dataset.')
   seed: int = _field(0, 'Seed for weights, noise and shuffling.')
   num_networks: int = _field(32, 'Networks sampled per training step.', 1)
-  batch_size: int = _field(100, 'Examples per step (all networks see them).',
-                           1)
+  batch_size: int = _field(100, 'Examples per step (all networks see them, '
+                           'unless --per_network_batches).', 1)
+  per_network_batches: bool = _field(
+      False, 'Give each sampled network its own --batch_size examples '
+      '(num_networks x batch_size distinct, augmented images per step, as '
+      "MIMO gives each member its own shuffled batch) instead of one batch "
+      'shared by all.')
   steps: int = _field(5000, 'Training steps.', 1)
   learning_rate: float = _field(1e-3, 'Peak learning rate of the '
                                 'generators (and of the other parts unless '

@@ -7,6 +7,7 @@ HyperGAN, an ensemble) is evaluated the same way. Metric names follow
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from typing import Any, Callable, Iterable
@@ -194,8 +195,9 @@ def report(results: dict[str, float], title: str,
 
 def summary(results: dict[str, Any]) -> str:
   """One line per headline number, for the console."""
-  keys = [k for k in results if k.startswith(('test/accuracy', 'ood/')) and
-          ('auroc' in k or 'accuracy' in k)]
+  keys = [k for k in results
+          if k.startswith(('test/accuracy', 'validation/accuracy', 'ood/'))
+          and ('auroc' in k or 'accuracy' in k)]
   return '\n'.join(f'{k}: {results[k]:.4f}' for k in sorted(keys))
 
 
@@ -343,6 +345,54 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
         f'Most confident {ood_name} images (N={k})'))
   return _write(results, paths, out_dir, num_networks, seed, model.step,
                 run_dir, skipped)
+
+
+VALIDATION_DIR = 'validation_eval'  # Under the run directory.
+
+
+def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
+                        data_dir: str | None = None, ood_examples: int = 5000,
+                        batch_size: int = 100) -> dict[str, Any]:
+  """Scores for choosing recipes, from no test image at all.
+
+  The run's validation split (held out of training by --validation_size)
+  and, where the dataset has one, its validation OOD set
+  (`data.VALIDATION_OOD`; CIFAR-5: CIFAR-10 training images of classes
+  5-9, the first ood_examples of them): accuracy, NLL, ECE, disagreement
+  and mutual information of ensembles up to num_networks, and OOD AUROC by
+  entropy and by mutual information. Writes
+  <run_dir>/validation_eval/metrics.json.
+
+  Raises:
+    ValueError: the run was trained without a validation split.
+  """
+  validation_size = rundir.read_config(run_dir).get('validation_size', 0)
+  if not validation_size:
+    raise ValueError(f'{run_dir} has no validation split (it was trained '
+                     'with --validation_size=0); evaluate it on test with '
+                     'scripts/evaluate.py, or train with --validation_size.')
+  model = members.load(run_dir)
+  num_networks = min(num_networks, model.max_members or num_networks)
+  params = model.sample(num_networks, seed)
+  logits_fn = lambda x: model.logits(params, x)
+  common = dict(data_dir=data_dir or model.data_dir, download=False)
+  validation = data.load(model.dataset, 'validation', batch_size,
+                         training=False, validation_size=validation_size,
+                         **common)
+  logits, labels, _ = collect(logits_fn, validation)
+  results = classification(logits, labels, split='validation')
+  if model.dataset in data.VALIDATION_OOD:
+    name, split = data.VALIDATION_OOD[model.dataset]
+    ood = data.load(name, split, batch_size, training=False, **common)
+    ood_logits, _, _ = collect(
+        logits_fn, ood.take(math.ceil(ood_examples / batch_size)))
+    results.update(out_of_distribution(logits, ood_logits, f'{name}_{split}'))
+  payload = {**{key: float(value) for key, value in results.items()},
+             'num_networks': num_networks, 'seed': seed, 'step': model.step,
+             'run_dir': run_dir, 'ood_examples': ood_examples}
+  rundir.write_json(rundir.join(run_dir, VALIDATION_DIR, 'metrics.json'),
+                    payload)
+  return payload
 
 
 def _local_tfds_dir(out_dir: str) -> str:

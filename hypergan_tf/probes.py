@@ -15,6 +15,7 @@ import sys
 from typing import Callable, Sequence
 
 from absl import flags
+import numpy as np
 
 from hypergan_tf import rundir
 
@@ -69,6 +70,22 @@ def json_column(title: str, path: str, key: str,
   """The value of key in the JSON file at path under the run directory."""
   return Column(title, lambda run_dir: read_json(
       os.path.join(run_dir, path)).get(key), format)
+
+
+def scalar(tag: str, reduce: Callable[[np.ndarray], float]
+           ) -> Callable[[str], float | None]:
+  """Reads a summary tag of a run and reduces its values (None if absent)."""
+  def read(run_dir: str) -> float | None:
+    curve = rundir.read_scalars(run_dir, tag).get(tag)
+    return float(reduce(np.array(curve[1]))) if curve else None
+  return read
+
+
+def cpu_hours(run_dir: str) -> float | None:
+  """Training wall time x the machine's cores, in hours (None if unfinished)."""
+  wall = read_json(os.path.join(run_dir, rundir.RESULTS_FILE)).get(
+      'wall_time_s')
+  return None if wall is None else wall * os.cpu_count() / 3600
 
 
 def table(out_dir: str, probes: dict[str, list[str]], names: Sequence[str],

@@ -28,16 +28,25 @@ from hypergan_tf import optim
 from hypergan_tf import rundir
 from hypergan_tf import targets
 
+def per_network_labels(labels: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+  """Labels [N, B] of outputs [N, B, ...]: labels [B] are shared by all
+  networks; labels [N, B] are each network's own (--per_network_batches)."""
+  if labels.shape.rank == 1:
+    labels = labels[None]
+  return tf.broadcast_to(labels, tf.shape(outputs)[:2])
+
+
 def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   """Cross-entropy per example, averaged over networks: [N, B, C] -> [B]."""
-  labels = tf.broadcast_to(labels[None], tf.shape(logits)[:2])
-  ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+  ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      per_network_labels(labels, logits), logits)
   return tf.reduce_mean(ce, axis=0)
 
 
 def regression_loss(outputs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   """Squared error per example, averaged over networks: [N, B, 1] -> [B]."""
-  return tf.reduce_mean(tf.square(outputs[..., 0] - labels[None]), axis=0)
+  return tf.reduce_mean(tf.square(
+      outputs[..., 0] - per_network_labels(labels, outputs)), axis=0)
 
 
 # Keeps the off-manifold inputs' noise apart from other seeded streams.
@@ -170,7 +179,8 @@ class Trainer:
     # What inference needs; the validation choice is saved from it.
     self.model_checkpoint = tf.train.Checkpoint(step=self.step,
                                                 hypernet=self.hypernet)
-    self.examples_per_step = cfg.batch_size
+    self.examples_per_step = cfg.batch_size * (
+        cfg.num_networks if cfg.per_network_batches else 1)
     self.eval_members = cfg.eval_networks
     self.final_eval_members = cfg.final_eval_networks
     self._gradients = tf.function(self._replica_gradients,
@@ -190,12 +200,16 @@ class Trainer:
     """
     cfg, hn = self.cfg, self.hypernet
     replicas = self.strategy.num_replicas_in_sync
+    if cfg.per_network_batches:  # [N x B] -> each network its [B].
+      images = tf.reshape(images, [cfg.num_networks, -1, *images.shape[1:]])
+      labels = tf.reshape(labels, [cfg.num_networks, -1])
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
       codes = hn.codes(noise, training=True)
       params = hn.generate(codes, training=True)
-      logits = tf.cast(
-          targets.apply(self.spec, params, images, cfg.forward_method),
-          tf.float32)
+      forward = (targets.apply_per_network if cfg.per_network_batches
+                 else targets.apply)
+      logits = tf.cast(forward(self.spec, params, images, cfg.forward_method),
+                       tf.float32)
       per_example = TASK_LOSSES[cfg.task](logits, labels)
       task_loss = tf.nn.compute_average_loss(
           per_example, global_batch_size=cfg.batch_size)
@@ -225,19 +239,26 @@ class Trainer:
       losses['diversity_loss'] = diversity_loss / replicas
     if cfg.task == 'classification':
       correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                 labels[None]), tf.float32)
+                                 per_network_labels(labels, logits)),
+                        tf.float32)
       losses['accuracy'] = tf.reduce_mean(correct) / replicas
     return g_grads, d_grads, losses
 
   def _diversity_loss(self, params, images: tf.Tensor, logits: tf.Tensor
                       ) -> tf.Tensor:
     """The diversity term on the batch, or on off-manifold inputs made
-    from its first images (a pure function of (seed, step))."""
+    from its first images (a pure function of (seed, step)). With
+    per-network batches every network is scored on the first network's
+    batch: the term compares networks on the same inputs."""
     cfg = self.cfg
+    if cfg.per_network_batches:
+      images = images[0]
+    inputs = images
     if cfg.diversity_inputs == 'off_manifold':
       seed = tf.stack([tf.constant(cfg.seed, tf.int64) + _DIVERSITY_STREAM,
                        tf.identity(self.step)])
       inputs = diversity.off_manifold(images[:cfg.diversity_batch_size], seed)
+    if cfg.per_network_batches or cfg.diversity_inputs == 'off_manifold':
       logits = tf.cast(
           targets.apply(self.spec, params, inputs, cfg.forward_method),
           tf.float32)

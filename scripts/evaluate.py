@@ -2,7 +2,9 @@
 
   python scripts/evaluate.py --run_dir=runs/mnist --manual_dir=../shared/data
 
-Writes metrics.json, report.md and PNG figures into <run_dir>/eval/.
+Writes metrics.json, report.md and PNG figures into <run_dir>/eval/. With
+--validation it reads no test image: the run's validation split and
+validation OOD set (for choosing recipes), into <run_dir>/validation_eval/.
 """
 
 from absl import app
@@ -28,19 +30,31 @@ _MANUAL_DIR = flags.DEFINE_string(
     'first time notMNIST is prepared).')
 _BATCH = flags.DEFINE_integer('batch_size', 100, 'Images per pass of all '
                               'networks.', lower_bound=1)
+_VALIDATION = flags.DEFINE_bool(
+    'validation', False, "Score the run's validation split and validation "
+    'OOD set (CIFAR-5: CIFAR-10 training images of classes 5-9) instead of '
+    'test: for choosing recipes.')
+_OOD_EXAMPLES = flags.DEFINE_integer(
+    'ood_examples', 5000, 'With --validation: OOD images scored.',
+    lower_bound=1)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    results = evaluation.evaluate_run(
-        _RUN_DIR.value, _NETWORKS.value, _SEED.value, _DATA_DIR.value,
-        _OOD_DATA_DIR.value, _MANUAL_DIR.value, _BATCH.value)
+    if _VALIDATION.value:
+      results = evaluation.evaluate_validation(
+          _RUN_DIR.value, _NETWORKS.value, _SEED.value, _DATA_DIR.value,
+          _OOD_EXAMPLES.value, _BATCH.value)
+    else:
+      results = evaluation.evaluate_run(
+          _RUN_DIR.value, _NETWORKS.value, _SEED.value, _DATA_DIR.value,
+          _OOD_DATA_DIR.value, _MANUAL_DIR.value, _BATCH.value)
   except (FileNotFoundError, RuntimeError, ValueError,
           data.DatasetNotFoundError) as e:
     raise SystemExit(f'error: {e}') from None
-  logging.info('Wrote %s/eval/\n%s', _RUN_DIR.value,
+  logging.info('Wrote into %s\n%s', _RUN_DIR.value,
                evaluation.summary(results))
 
 

@@ -67,6 +67,7 @@ def test_bad_batch_size(tfds_dir):
     ('cifar5', 'train', 25_000, range(5)),
     ('cifar5', 'test', 5000, range(5)),
     ('cifar5_ood', 'test', 5000, range(5)),
+    ('cifar5_ood', 'train', 25_000, range(5)),  # The validation OOD set.
 ])
 def test_subset_sizes_and_classes(tfds_dir, name, split, size, classes):
   images, labels = data.arrays(name, split, tfds_dir, download=False)
@@ -87,6 +88,13 @@ def test_cifar5_splits_hold_the_right_source_classes(tfds_dir):
   np.testing.assert_array_equal(outside, source[source_labels >= 5])
   np.testing.assert_array_equal(outside_labels,
                                 source_labels[source_labels >= 5] - 5)
+  # The validation OOD set: training images of classes 5-9, none of which
+  # CIFAR-5's training split holds.
+  train, train_labels = data.arrays('cifar10', 'train', tfds_dir,
+                                    download=False)
+  outside_train, _ = data.arrays('cifar5_ood', 'train', tfds_dir,
+                                 download=False)
+  np.testing.assert_array_equal(outside_train, train[train_labels >= 5])
 
 
 def test_subsets_are_fixed(tfds_dir):
@@ -106,7 +114,14 @@ def test_subset_slices_and_missing_splits_are_refused(tfds_dir):
   with pytest.raises(ValueError, match='not supported with a fixed subset'):
     data.arrays('mnist5000', 'train[:100]', tfds_dir, download=False)
   with pytest.raises(ValueError, match="has no split 'train'"):
-    data.arrays('cifar5_ood', 'train', tfds_dir, download=False)
+    data.arrays('not_mnist', 'train', tfds_dir, download=False)
+
+
+def test_out_of_distribution_sets_cannot_be_trained_on():
+  assert 'cifar5' in data.TRAINABLE
+  assert not {'cifar5_ood', 'not_mnist'} & set(data.TRAINABLE)
+  for name, (ood, _) in data.VALIDATION_OOD.items():
+    assert data.DATASETS[ood].ood and name in data.TRAINABLE
 
 
 def test_training_order_is_a_permutation_per_epoch():

@@ -16,6 +16,7 @@ from hypergan_tf import members
 from hypergan_tf import training
 from tests.conftest import REPO
 from tests.conftest import SHARED_DATA
+from tests.conftest import TINY
 
 
 def test_classification_on_hand_made_logits():
@@ -116,3 +117,40 @@ def test_toy_regression_fits_data_and_is_unsure_away_from_it(tmp_path):
   assert (results['regression/std_outside_n100'] >
           3 * results['regression/std_inside_n100'])
   assert os.path.getsize(path) > 10_000
+
+
+def test_validation_scores_read_no_test_image(tfds_dir, tmp_path,
+                                              monkeypatch):
+  run_dir = str(tmp_path / 'run')
+  training.train(config.TrainConfig(**{
+      **TINY, 'run_dir': run_dir, 'data_dir': tfds_dir, 'download': False,
+      'dataset': 'cifar5', 'target': 'cifar5', 'validation_size': 50,
+      'steps': 2}))
+  read = []
+  real_load = evaluation.data.load
+
+  def recording_load(name, split, *args, **kwargs):
+    read.append((name, split))
+    return real_load(name, split, *args, **kwargs)
+
+  monkeypatch.setattr(evaluation.data, 'load', recording_load)
+  result = evaluation.evaluate_validation(run_dir, num_networks=5,
+                                          data_dir=tfds_dir, ood_examples=200)
+  assert read == [('cifar5', 'validation'), ('cifar5_ood', 'train')]
+  for key in ('validation/accuracy_n1', 'validation/accuracy_n5',
+              'validation/nll_n5', 'validation/disagreement_n5',
+              'validation/mutual_information_n5',
+              'ood/cifar5_ood_train_auroc_n5',
+              'ood/cifar5_ood_train_mi_auroc_n5'):
+    assert np.isfinite(result[key]), key
+  assert 0.0 <= result['ood/cifar5_ood_train_auroc_n5'] <= 1.0
+  assert not any(key.startswith('test/') for key in result)
+  written = json.loads(open(os.path.join(
+      run_dir, evaluation.VALIDATION_DIR, 'metrics.json')).read())
+  assert written['ood/cifar5_ood_train_auroc_n5'] == (
+      result['ood/cifar5_ood_train_auroc_n5'])
+
+
+def test_validation_scores_need_a_validation_split(tiny_run):
+  with pytest.raises(ValueError, match='has no validation split'):
+    evaluation.evaluate_validation(str(tiny_run))

@@ -1,6 +1,10 @@
 """Probe runs: the skip rule that makes them resumable, and the table."""
 
 import json
+import os
+
+import numpy as np
+import tensorflow as tf
 
 from hypergan_tf import probes
 from hypergan_tf import rundir
@@ -35,3 +39,19 @@ def test_table_has_a_row_per_probe_and_marks_what_is_missing(tmp_path):
   assert lines[0] == '| probe | flags | wall | twice |'
   assert lines[2] == '| a | --x=1 | 12 | 2.0 |'
   assert lines[3] == '| b | — | — | 2.0 |'
+
+
+def test_scalar_reduces_a_runs_curve_and_cpu_hours_read_results(tmp_path):
+  writer = tf.summary.create_file_writer(
+      str(tmp_path / rundir.SUMMARY_DIR))
+  with writer.as_default():
+    for step, value in ((1, 3.0), (2, 1.0), (3, 2.0)):
+      tf.summary.scalar('train/steps_per_second', value, step=step)
+  writer.close()
+  assert probes.scalar('train/steps_per_second', np.median)(
+      str(tmp_path)) == 2.0
+  assert probes.scalar('train/missing', np.median)(str(tmp_path)) is None
+  assert probes.cpu_hours(str(tmp_path)) is None  # Not finished.
+  (tmp_path / rundir.RESULTS_FILE).write_text(json.dumps(
+      {'wall_time_s': 1800.0}))
+  assert probes.cpu_hours(str(tmp_path)) == 0.5 * os.cpu_count()

@@ -193,3 +193,16 @@ def test_standardisation_needs_one_positive_std_per_channel():
     targets.standardized(cifar, (0.5,), (0.2,))
   with pytest.raises(ValueError, match='must be positive'):
     targets.standardized(cifar, (0.5,) * 3, (0.2, 0.0, 0.2))
+
+
+def test_apply_per_network_gives_each_network_its_own_batch():
+  spec = targets.get_target('mnist')
+  params = _random_params(spec, 3)
+  x = tf.random.stateless_uniform([3, 5, 28, 28, 1], [1, 2])
+  out = targets.apply_per_network(spec, params, x, 'loop')
+  for i in range(3):
+    alone = targets.apply(spec, [(k[i:i + 1], b[i:i + 1]) for k, b in params],
+                          x[i], 'loop')
+    np.testing.assert_allclose(out[i:i + 1], alone, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='one batch per network'):
+    targets.apply_per_network(spec, params, x[:2], 'loop')

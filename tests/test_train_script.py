@@ -66,10 +66,13 @@ def _latest_checkpoint_step(run_dir):
   return int(path.rsplit('-', 1)[1]) if path else 0
 
 
-def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
+@pytest.mark.parametrize('batches', [[], ['--per_network_batches']],
+                         ids=['shared_batch', 'per_network_batches'])
+def test_sigkill_then_resume_repeats_the_uninterrupted_run(batches, tfds_dir,
                                                            tmp_path):
   whole, killed = tmp_path / 'whole', tmp_path / 'killed'
-  process = subprocess.Popen(_command(killed, '--deterministic', *AUGMENTED),
+  process = subprocess.Popen(_command(killed, '--deterministic', *AUGMENTED,
+                                      *batches),
                              cwd=REPO,
                              env=_env(tfds_dir), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -84,7 +87,8 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(tfds_dir,
   # The killed run's owner record is left behind; the same command takes it.
   assert ownership.read_record(str(killed))['pid'] == process.pid
   for run_dir in (killed, whole):
-    done = _run(_command(run_dir, '--deterministic', *AUGMENTED), tfds_dir)
+    done = _run(_command(run_dir, '--deterministic', *AUGMENTED, *batches),
+                tfds_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert ('Taking over' in done.stderr) == (run_dir == killed)
     assert ownership.read_record(str(run_dir)) is None

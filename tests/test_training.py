@@ -238,6 +238,23 @@ def test_weight_decay_skips_batch_norm_and_biases():
              for v in trainer.hypernet.layer_generator_variables)
 
 
+def test_per_network_batches_of_one_repeated_batch_equal_a_shared_one(batch):
+  """Each network scores its own slice of the N x B batch: given N copies of
+  one batch, the step is the shared-batch step."""
+  images, labels = batch[0][:16], batch[1][:16]
+  n = TINY['num_networks']
+  shared = training.Trainer(_cfg())
+  own = training.Trainer(_cfg(per_network_batches=True))
+  assert (shared.examples_per_step, own.examples_per_step) == (16, n * 16)
+  expected = shared.train_step(images, labels)
+  got = own.train_step(tf.tile(images, [n, 1, 1, 1]), tf.tile(labels, [n]))
+  assert got == pytest.approx(expected, rel=1e-5)
+  # Other images for the networks: another step.
+  other = training.Trainer(_cfg(per_network_batches=True))
+  mixed = other.train_step(batch[0][:n * 16], batch[1][:n * 16])
+  assert mixed['task_loss'] != pytest.approx(expected['task_loss'], rel=1e-3)
+
+
 def test_adversarial_weight_is_capped_relative_to_the_task(batch):
   images, labels = batch[0][:16], batch[1][:16]
   capped = training.Trainer(_cfg(beta=100.0, max_adversarial_ratio=0.5))

@@ -1,0 +1,91 @@
+"""Probes of diversity on natural images: short CIFAR-5 runs, one lever each.
+
+  python benchmarks/cifar_diversity_probes.py --out_dir=/tmp/cifar_probes \
+      --probes=recipe,per_network_batches,elu
+
+Each probe trains `configs/cifar5.flags` for --steps plus its flags
+(scripts/train.py, its own process) and scores the networks it chose on
+validation with scripts/evaluate.py --validation: the validation split and
+CIFAR-10 *training* images of classes 5-9 as the OOD set. No test image is
+read for the table; the test split is for the final runs' tables only.
+Finished parts are skipped, so rerunning resumes. Prints and writes
+<out_dir>/probes.md, the BUILD_NOTES.md table. Run it on an idle machine
+for the steps/s column.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from hypergan_tf import evaluation
+from hypergan_tf import probes
+
+PROBES = {
+    'recipe': [],
+    # Lever 2: each sampled network its own minibatch (N x B images a step).
+    'per_network_batches': ['--per_network_batches'],
+    # Lever 3: the paper's ELU hypernetwork (diverse on MNIST).
+    'elu': ['--activation=elu'],
+}
+_OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
+                           required=True)
+_PROBES = probes.define_probes_flag(PROBES, list(PROBES))
+_STEPS = flags.DEFINE_integer('steps', 3000, 'Training steps per probe (the '
+                              'cosine schedule ends there).', lower_bound=1)
+_NETWORKS = flags.DEFINE_integer('num_networks', 10, 'Networks scored.',
+                                 lower_bound=2)
+_ARGS = flags.DEFINE_list('extra_flags', [], 'Flags added to every probe '
+                          '(e.g. --validation_size=100 for a smoke run).')
+_EVAL_ARGS = flags.DEFINE_list('extra_eval_flags', [], 'Flags added to every '
+                               'validation scoring (e.g. --ood_examples=200).')
+
+METRICS = os.path.join(evaluation.VALIDATION_DIR, 'metrics.json')
+OOD = 'ood/cifar5_ood_train'
+
+
+def _validation(key: str):
+  return lambda run_dir: probes.read_json(
+      os.path.join(run_dir, METRICS)).get(key.format(n=_NETWORKS.value))
+
+
+def _gain(run_dir: str) -> float | None:
+  """Ensemble of N minus the mean single network (validation)."""
+  scores = probes.read_json(os.path.join(run_dir, METRICS))
+  ensemble = scores.get(f'validation/accuracy_n{_NETWORKS.value}')
+  return None if ensemble is None else ensemble - scores[
+      'validation/accuracy_n1']
+
+
+COLUMNS = [
+    probes.Column('val 1 net', _validation('validation/accuracy_n1')),
+    probes.Column('val 10', _validation('validation/accuracy_n{n}')),
+    probes.Column('gain 1 -> 10', _gain, '{:+.4f}'),
+    probes.Column('NLL 10', _validation('validation/nll_n{n}'), '{:.3f}'),
+    probes.Column('disagree', _validation('validation/disagreement_n{n}')),
+    probes.Column('MI', _validation('validation/mutual_information_n{n}')),
+    probes.Column('AUROC H', _validation(OOD + '_auroc_n{n}')),
+    probes.Column('AUROC MI', _validation(OOD + '_mi_auroc_n{n}')),
+    probes.Column('steps/s', probes.scalar('train/steps_per_second',
+                                           np.median), '{:.2f}'),
+    probes.Column('CPU-h', probes.cpu_hours, '{:.2f}'),
+]
+
+
+def main(argv):
+  del argv
+  for name in _PROBES.value:
+    run_dir = os.path.join(_OUT.value, name)
+    probes.train('configs/cifar5.flags', run_dir,
+                 [f'--steps={_STEPS.value}', *PROBES[name], *_ARGS.value])
+    if not os.path.exists(os.path.join(run_dir, METRICS)):
+      probes.run_script(['scripts/evaluate.py', f'--run_dir={run_dir}',
+                         '--validation', f'--num_networks={_NETWORKS.value}',
+                         *_EVAL_ARGS.value])
+    probes.write_table(_OUT.value, probes.table(_OUT.value, PROBES,
+                                                _PROBES.value, COLUMNS))
+
+
+if __name__ == '__main__':
+  app.run(main)
