@@ -28,6 +28,12 @@ PROBES = {
     'per_network_batches': ['--per_network_batches'],
     # Lever 3: the paper's ELU hypernetwork (diverse on MNIST).
     'elu': ['--activation=elu'],
+    # Lever 1: function-space particle VI (GFSF) on the batch plus context
+    # images, at the Bayesian weight 1 / 22,500 training images and 10x.
+    'gfsf': ['--diversity_weight=4.4e-5', '--diversity_term=gfsf',
+             '--diversity_inputs=batch_and_context'],
+    'gfsf_10x': ['--diversity_weight=4.4e-4', '--diversity_term=gfsf',
+                 '--diversity_inputs=batch_and_context'],
 }
 _OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
                            required=True)

@@ -171,12 +171,17 @@ class TrainConfig(RunOptions, DataOptions):
       'loss (beyond the paper; 0 = the plain HyperGAN).', 0.0)
   diversity_term: str = _field(
       'mutual_information', 'Diversity term: mutual_information (maximise '
-      "the networks' disagreement) or repulsion (RBF kernel between their "
-      'predictive distributions, minimised).', choices=diversity.TERMS)
+      "the networks' disagreement), repulsion (RBF kernel between their "
+      'predictive distributions, minimised) or gfsf (function-space '
+      "particle VI: the Stein estimate of the networks' density score on "
+      'their logits; weight about 1 / training examples).',
+      choices=diversity.TERMS)
   diversity_inputs: str = _field(
       'off_manifold', 'Inputs of the diversity term: off_manifold (noise, '
-      'inverted, superposed and tile-shuffled training images) or batch '
-      '(the training batch itself).', choices=diversity.INPUTS)
+      'inverted, superposed and tile-shuffled training images), batch (the '
+      'training batch itself) or batch_and_context (the batch plus '
+      'label-destroying zoomed crops, cutouts, mixups and tile shuffles of '
+      'its first images).', choices=diversity.INPUTS)
   diversity_batch_size: int = _field(
       50, 'Off-manifold inputs per step, made from the first images of '
       'the batch.', 1)

@@ -246,22 +246,27 @@ class Trainer:
 
   def _diversity_loss(self, params, images: tf.Tensor, logits: tf.Tensor
                       ) -> tf.Tensor:
-    """The diversity term on the batch, or on off-manifold inputs made
-    from its first images (a pure function of (seed, step)). With
-    per-network batches every network is scored on the first network's
-    batch: the term compares networks on the same inputs."""
+    """The diversity term on the batch, on off-manifold inputs made from
+    its first images, or on the batch plus context images made from them
+    (both a pure function of (seed, step)). With per-network batches every
+    network is scored on the first network's batch: the term compares
+    networks on the same inputs."""
     cfg = self.cfg
+    apply = lambda x: tf.cast(
+        targets.apply(self.spec, params, x, cfg.forward_method), tf.float32)
     if cfg.per_network_batches:
       images = images[0]
-    inputs = images
+    seed = tf.stack([tf.constant(cfg.seed, tf.int64) + _DIVERSITY_STREAM,
+                     tf.identity(self.step)])
+    first = images[:cfg.diversity_batch_size]
     if cfg.diversity_inputs == 'off_manifold':
-      seed = tf.stack([tf.constant(cfg.seed, tf.int64) + _DIVERSITY_STREAM,
-                       tf.identity(self.step)])
-      inputs = diversity.off_manifold(images[:cfg.diversity_batch_size], seed)
-    if cfg.per_network_batches or cfg.diversity_inputs == 'off_manifold':
-      logits = tf.cast(
-          targets.apply(self.spec, params, inputs, cfg.forward_method),
-          tf.float32)
+      return diversity.loss(cfg.diversity_term,
+                            apply(diversity.off_manifold(first, seed)))
+    if cfg.per_network_batches:
+      logits = apply(images)
+    if cfg.diversity_inputs == 'batch_and_context':
+      logits = tf.concat([logits, apply(diversity.context(first, seed))],
+                         axis=1)
     return diversity.loss(cfg.diversity_term, logits)
 
   def _adversarial_weight(self, task_loss: tf.Tensor, g_adv: tf.Tensor

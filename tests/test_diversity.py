@@ -126,6 +126,8 @@ def test_bad_values_give_one_clear_error_each():
                        target='toy_regression', diversity_weight=1.0)
   with pytest.raises(ValueError, match='Unknown --diversity_term'):
     _cfg(diversity_term='svgd')
+  with pytest.raises(ValueError, match='Unknown --diversity_inputs'):
+    _cfg(diversity_inputs='context')
 
 
 def _losses(cfg, batch, steps=3):
@@ -181,3 +183,44 @@ def test_training_with_the_term_reads_only_the_training_dataset(
   for (images, labels), _ in zip(train_ds, range(2)):
     assert np.isfinite(trainer.train_step(images, labels)['diversity_loss'])
   assert read and set(read) == {'mnist'}
+
+
+def test_stein_score_points_up_the_density_of_the_others():
+  # Three particles on a line: the outer ones' density rises inwards.
+  particles = tf.constant([[-1.0], [0.0], [1.0]])
+  score = diversity.stein_score(particles).numpy()[:, 0]
+  assert score[0] > 0 > score[2]
+  assert score[1] == pytest.approx(0.0, abs=1e-5)  # Symmetric middle.
+  same = diversity.stein_score(tf.ones([3, 4]))
+  assert np.all(np.isfinite(same.numpy()))  # Identical: no direction.
+
+
+def test_context_inputs_are_seeded_in_range_and_destroy_each_image():
+  images = tf.random.uniform([64, 32, 32, 3], seed=5)
+  seed = tf.constant([3, 4], tf.int64)
+  out = diversity.context(images, seed)
+  assert out.shape == images.shape
+  np.testing.assert_array_equal(out, diversity.context(images, seed))
+  assert not np.array_equal(out, diversity.context(
+      images, tf.constant([3, 5], tf.int64)))
+  assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1
+  changed = np.abs(out.numpy() - images.numpy()).reshape(64, -1).max(1)
+  assert np.all(changed > 0)
+  grey = np.isclose(out.numpy(), 0.5).all(-1).mean((1, 2))
+  assert any(grey > 0.5)  # Some large cutouts.
+  with pytest.raises(ValueError, match='divide by 4'):
+    diversity.context(tf.zeros([2, 30, 30, 1]), seed)
+
+
+@pytest.mark.parametrize('per_network', [False, True])
+def test_batch_and_context_inputs_feed_the_term(batch, per_network):
+  images, labels = batch
+  n = TINY['num_networks']
+  if per_network:
+    images, labels = tf.tile(images, [n, 1, 1, 1]), tf.tile(labels, [n])
+  losses, _ = _losses(_cfg(diversity_weight=1e-3, diversity_term='gfsf',
+                           diversity_inputs='batch_and_context',
+                           diversity_batch_size=8,
+                           per_network_batches=per_network),
+                      (images, labels), steps=2)
+  assert all(np.isfinite(step['diversity_loss']) for step in losses)
