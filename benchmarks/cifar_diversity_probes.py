@@ -1,7 +1,7 @@
 """Probes of diversity on natural images: short CIFAR-5 runs, one lever each.
 
   python benchmarks/cifar_diversity_probes.py --out_dir=/tmp/cifar_probes \
-      --probes=recipe,per_network_batches,elu
+      --probes=recipe,per_network_batches,elu,gfsf,gfsf_10x,noise_floor
 
 Each probe trains `configs/cifar5.flags` for --steps plus its flags
 (scripts/train.py, its own process) and scores the networks it chose on
@@ -34,6 +34,9 @@ PROBES = {
              '--diversity_inputs=batch_and_context'],
     'gfsf_10x': ['--diversity_weight=4.4e-4', '--diversity_term=gfsf',
                  '--diversity_inputs=batch_and_context'],
+    # Lever 4: a noise floor on the generated weights, a quarter of each
+    # layer's initial scale.
+    'noise_floor': ['--weight_noise=0.25'],
 }
 _OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
                            required=True)

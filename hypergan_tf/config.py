@@ -202,6 +202,10 @@ class TrainConfig(RunOptions, DataOptions):
   batch_norm: bool = _field(True, 'BatchNorm in mixer and generators.')
   init_gain: float = _field(1.0, 'Generated kernels start at init_gain x He '
                             'scale.', 0.0)
+  weight_noise: float = _field(
+      0.0, 'Noise floor on generated parameters: + weight_noise x the '
+      "layer's initial scale x N(0, 1), drawn from each network's input "
+      'noise (0 = off).', 0.0)
   # 'loop' measured fastest on CPU for the train step at every N
   # (benchmarks/throughput.py, BUILD_NOTES.md); all methods agree exactly.
   forward_method: str = _field('loop', 'How conv layers batch over '

@@ -138,7 +138,7 @@ class ServingModule(tf.Module):
     return tf.random.stateless_normal(shape, tf.stack([seed, 0]))
 
   def _generate(self, noise: tf.Tensor) -> targets.Params:
-    return self.hypernet.generate(self.hypernet.codes(noise, training=False))
+    return self.hypernet.networks(noise)
 
   def _sample_parameters(self, num_networks):
     return self._named(self._generate(self._noise(num_networks)))

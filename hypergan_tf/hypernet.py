@@ -32,6 +32,12 @@ class HyperNetConfig:
       discriminator never uses it: it sees real and fake batches apart).
     init_gain: generated kernels start with standard deviation
       init_gain * sqrt(2 / fan_in) (He scale when 1) and biases near zero.
+    weight_noise: a noise floor (hypnettorch's HPerturbWrapper): every
+      generated parameter gets + weight_noise x its layer's initial scale
+      x eps, eps ~ N(0, 1), so the distribution of networks has full
+      support. eps is drawn from the network's own input noise s, so the
+      same s gives the same network on every path (training, evaluation,
+      export in chunks). 0 = the plain generator.
   """
   noise_dim: int = 256
   code_dim: int = 64
@@ -40,6 +46,7 @@ class HyperNetConfig:
   activation: str = 'relu'
   batch_norm: bool = True
   init_gain: float = 1.0
+  weight_noise: float = 0.0
 
   def __post_init__(self):
     for name in ('noise_dim', 'code_dim', 'hidden_units'):
@@ -51,6 +58,12 @@ class HyperNetConfig:
           f'hidden_layers must be >= 0, got {self.hidden_layers}.')
     if self.init_gain <= 0:
       raise ValueError(f'init_gain must be positive, got {self.init_gain}.')
+    if self.weight_noise < 0:
+      raise ValueError(f'weight_noise must be >= 0, got {self.weight_noise}.')
+    if self.weight_noise and self.noise_dim < 2:
+      raise ValueError('weight_noise draws each network\'s noise floor from '
+                       'its first two noise values: it needs noise_dim >= 2, '
+                       f'got {self.noise_dim}.')
     try:
       keras.activations.get(self.activation)
     except ValueError:
@@ -169,11 +182,41 @@ class HyperNetwork(keras.Model):
     """Mixer output [n, K, code_dim] for noise [n, noise_dim]."""
     return self.mixer(noise, training=training)
 
-  def generate(self, codes: tf.Tensor, training: bool = False
+  def generate(self, codes: tf.Tensor, training: bool = False,
+               noise: tf.Tensor | None = None
                ) -> list[tuple[tf.Tensor, tf.Tensor]]:
-    """Parameters of n networks from codes [n, K, code_dim]."""
-    return [generator(codes[:, i], training=training)
-            for i, generator in enumerate(self.generators)]
+    """Parameters of n networks from codes [n, K, code_dim].
+
+    Args:
+      noise: the input noise [n, noise_dim] the codes came from; needed
+        (and only used) for the noise floor (`weight_noise`).
+    """
+    params = [generator(codes[:, i], training=training)
+              for i, generator in enumerate(self.generators)]
+    if not self.config.weight_noise:
+      return params
+    if noise is None:
+      raise ValueError('This hypernetwork has a noise floor (weight_noise): '
+                       'pass the input noise to generate().')
+    return self._perturb(params, noise)
+
+  def _perturb(self, params, noise: tf.Tensor):
+    """params + weight_noise x scale x eps, eps seeded by each network's s."""
+    seeds = tf.bitcast(tf.cast(noise[:, :2], tf.float32), tf.int32)
+    sizes = [math.prod(shape) for pair in self.spec.param_shapes
+             for shape in pair]
+    eps = tf.map_fn(lambda seed: tf.random.stateless_normal([sum(sizes)],
+                                                            seed),
+                    seeds, fn_output_signature=tf.float32)
+    parts = iter(tf.split(eps, sizes, axis=1))
+    out = []
+    for (kernel, bias), generator in zip(params, self.generators):
+      scales = (generator.kernel_scale, generator.bias_scale)
+      out.append(tuple(
+          x + tf.cast(self.config.weight_noise * scale * tf.reshape(
+              next(parts), tf.shape(x)), x.dtype)
+          for x, scale in zip((kernel, bias), scales)))
+    return out
 
   def sample(self, n: int, seed: tf.random.Generator | None = None,
              training: bool = False):
@@ -190,7 +233,11 @@ class HyperNetwork(keras.Model):
     shape = [n, self.config.noise_dim]
     noise = (seed.normal(shape) if seed is not None
              else tf.random.normal(shape))
-    return self.generate(self.codes(noise, training), training)
+    return self.networks(noise, training)
+
+  def networks(self, noise: tf.Tensor, training: bool = False):
+    """Parameters of the networks of input noise [n, noise_dim]."""
+    return self.generate(self.codes(noise, training), training, noise)
 
   def call(self, noise: tf.Tensor, training: bool = False):
-    return self.generate(self.codes(noise, training), training)
+    return self.networks(noise, training)

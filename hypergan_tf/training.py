@@ -205,7 +205,7 @@ class Trainer:
       labels = tf.reshape(labels, [cfg.num_networks, -1])
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
       codes = hn.codes(noise, training=True)
-      params = hn.generate(codes, training=True)
+      params = hn.generate(codes, training=True, noise=noise)
       forward = (targets.apply_per_network if cfg.per_network_batches
                  else targets.apply)
       logits = tf.cast(forward(self.spec, params, images, cfg.forward_method),
