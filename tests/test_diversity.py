@@ -90,17 +90,23 @@ def test_unknown_term_is_refused():
     diversity.loss('svgd', tf.zeros([2, 1, 2]))
 
 
+def _made_from_the_batch(make, images):
+  """make(images, seed): seeded, same shape, in [0, 1], every image changed.
+  Returns its output for seed (1, 2)."""
+  seed = tf.constant([1, 2], tf.int64)
+  out = make(images, seed)
+  assert out.shape == images.shape
+  np.testing.assert_array_equal(out, make(images, seed))
+  assert not np.array_equal(out, make(images, tf.constant([1, 3], tf.int64)))
+  assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1
+  changed = np.abs(out.numpy() - images.numpy()).reshape(len(images), -1)
+  assert np.all(changed.max(1) > 0)  # No training image passes unchanged.
+  return out
+
+
 def test_off_manifold_inputs_are_seeded_images_off_the_batch():
   images = tf.random.uniform([64, 28, 28, 1], seed=4)
-  seed = tf.constant([1, 2], tf.int64)
-  out = diversity.off_manifold(images, seed)
-  assert out.shape == images.shape
-  np.testing.assert_array_equal(out, diversity.off_manifold(images, seed))
-  other = diversity.off_manifold(images, tf.constant([1, 3], tf.int64))
-  assert not np.array_equal(out, other)
-  assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1
-  changed = np.abs(out.numpy() - images.numpy()).reshape(64, -1).max(1)
-  assert np.all(changed > 0)  # No training image passes through unchanged.
+  out = _made_from_the_batch(diversity.off_manifold, images)
   # The tile shuffle keeps each image's pixels: some outputs are
   # permutations of their input.
   permuted = [np.allclose(np.sort(o.ravel()), np.sort(i.ravel()))
@@ -197,19 +203,11 @@ def test_stein_score_points_up_the_density_of_the_others():
 
 def test_context_inputs_are_seeded_in_range_and_destroy_each_image():
   images = tf.random.uniform([64, 32, 32, 3], seed=5)
-  seed = tf.constant([3, 4], tf.int64)
-  out = diversity.context(images, seed)
-  assert out.shape == images.shape
-  np.testing.assert_array_equal(out, diversity.context(images, seed))
-  assert not np.array_equal(out, diversity.context(
-      images, tf.constant([3, 5], tf.int64)))
-  assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1
-  changed = np.abs(out.numpy() - images.numpy()).reshape(64, -1).max(1)
-  assert np.all(changed > 0)
+  out = _made_from_the_batch(diversity.context, images)
   grey = np.isclose(out.numpy(), 0.5).all(-1).mean((1, 2))
   assert any(grey > 0.5)  # Some large cutouts.
   with pytest.raises(ValueError, match='divide by 4'):
-    diversity.context(tf.zeros([2, 30, 30, 1]), seed)
+    diversity.context(tf.zeros([2, 30, 30, 1]), tf.constant([0, 0]))
 
 
 @pytest.mark.parametrize('per_network', [False, True])
