@@ -21,6 +21,7 @@ import numpy as np
 
 from hypergan_tf import evaluation
 from hypergan_tf import probes
+from hypergan_tf import rundir
 
 PROBES = {
     'recipe': [],
@@ -67,12 +68,24 @@ def _gain(run_dir: str) -> float | None:
       'validation/accuracy_n1']
 
 
+def _at_step(tag: str, step: int):
+  """A summary scalar's value at one step (None if not written)."""
+  def read(run_dir: str) -> float | None:
+    steps, values = rundir.read_scalars(run_dir, tag).get(tag, ([], []))
+    return dict(zip(steps, values)).get(step)
+  return read
+
+
 COLUMNS = [
     probes.Column('val 1 net', _validation('validation/accuracy_n1')),
     probes.Column('val 10', _validation('validation/accuracy_n{n}')),
     probes.Column('gain 1 -> 10', _gain, '{:+.4f}'),
     probes.Column('NLL 10', _validation('validation/nll_n{n}'), '{:.3f}'),
     probes.Column('disagree', _validation('validation/disagreement_n{n}')),
+    # Periodic validation two thirds in: how fast the networks come
+    # together (the full 20,000-step CIFAR-5 run ends at 0.03 on test).
+    probes.Column('disagree @2k', _at_step('validation/disagreement_n10',
+                                           2000)),
     probes.Column('MI', _validation('validation/mutual_information_n{n}')),
     probes.Column('AUROC H', _validation(OOD + '_auroc_n{n}')),
     probes.Column('AUROC MI', _validation(OOD + '_mi_auroc_n{n}')),
