@@ -39,9 +39,10 @@ PROBES = {
     # the task's (BUILD_NOTES): 1000x makes it a tenth.
     'gfsf_1000x': ['--diversity_weight=4.4e-2', '--diversity_term=gfsf',
                    '--diversity_inputs=batch_and_context'],
-    # Lever 4: a noise floor on the generated weights, a quarter of each
-    # layer's initial scale.
+    # Lever 4: a noise floor on the generated weights, a quarter and a tenth
+    # of each layer's initial scale.
     'noise_floor': ['--weight_noise=0.25'],
+    'noise_floor_0.1': ['--weight_noise=0.1'],
 }
 _OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
                            required=True)
