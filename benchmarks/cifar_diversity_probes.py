@@ -43,6 +43,9 @@ PROBES = {
     # of each layer's initial scale.
     'noise_floor': ['--weight_noise=0.25'],
     'noise_floor_0.1': ['--weight_noise=0.1'],
+    # The levers that helped a column each, together.
+    'per_network_batches_noise_0.1': ['--per_network_batches',
+                                      '--weight_noise=0.1'],
 }
 _OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
                            required=True)
