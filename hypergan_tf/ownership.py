@@ -252,7 +252,8 @@ def acquire(run_dir: str, take_over: bool = False) -> Owner:
     with _exclusive(run_dir):
       for _ in range(3):  # Another start may take it between two looks.
         if _create(path, record):
-          if read_record(run_dir)['token'] == record['token']:
+          written = read_record(run_dir) or {}  # Not overwritten remotely?
+          if written.get('token') == record['token']:
             return Owner(run_dir, record)
         current = read_record(run_dir)
         if current is None:
@@ -265,7 +266,8 @@ def acquire(run_dir: str, take_over: bool = False) -> Owner:
               'process is dead on another host, rerun with --take_over.')
         logging.warning('Taking over %s from %s: %s.', run_dir,
                         describe(current), reason)
-        tf.io.gfile.remove(path)
+        with contextlib.suppress(tf.errors.NotFoundError):
+          tf.io.gfile.remove(path)
   except (tf.errors.OpError, OSError) as e:
     raise RunDirectoryNotWritableError(
         f'Cannot write to the run directory {run_dir} ({e}). Free space, '
