@@ -28,6 +28,7 @@ from hypergan_tf import optim
 from hypergan_tf import rundir
 from hypergan_tf import targets
 
+
 def per_network_labels(labels: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
   """Labels [N, B] of outputs [N, B, ...]: labels [B] are shared by all
   networks; labels [N, B] are each network's own (--per_network_batches)."""
@@ -181,6 +182,12 @@ class Trainer:
                                                 hypernet=self.hypernet)
     self.examples_per_step = cfg.batch_size * (
         cfg.num_networks if cfg.per_network_batches else 1)
+    replicas = self.strategy.num_replicas_in_sync
+    if cfg.per_network_batches and cfg.batch_size % replicas:
+      raise ValueError(
+          f'--per_network_batches splits each network\'s --batch_size '
+          f'({cfg.batch_size}) over the {replicas} replicas; pick a '
+          f'multiple of {replicas}.')
     self.eval_members = cfg.eval_networks
     self.final_eval_members = cfg.final_eval_networks
     self._gradients = tf.function(self._replica_gradients,
@@ -200,9 +207,12 @@ class Trainer:
     """
     cfg, hn = self.cfg, self.hypernet
     replicas = self.strategy.num_replicas_in_sync
-    if cfg.per_network_batches:  # [N x B] -> each network its [B].
-      images = tf.reshape(images, [cfg.num_networks, -1, *images.shape[1:]])
-      labels = tf.reshape(labels, [cfg.num_networks, -1])
+    if cfg.per_network_batches:
+      # Image b * N + n of the batch is network n's: example-major, so a
+      # split of the batch over replicas leaves each network its own images.
+      images = tf.reshape(images, [-1, cfg.num_networks, *images.shape[1:]])
+      images = tf.transpose(images, [1, 0, *range(2, images.shape.rank)])
+      labels = tf.transpose(tf.reshape(labels, [-1, cfg.num_networks]))
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
       codes = hn.codes(noise, training=True)
       params = hn.generate(codes, training=True, noise=noise)

@@ -215,7 +215,7 @@ def test_batch_and_context_inputs_feed_the_term(batch, per_network):
   images, labels = batch
   n = TINY['num_networks']
   if per_network:
-    images, labels = tf.tile(images, [n, 1, 1, 1]), tf.tile(labels, [n])
+    images, labels = (tf.repeat(x, n, axis=0) for x in (images, labels))
   losses, _ = _losses(_cfg(diversity_weight=1e-3, diversity_term='gfsf',
                            diversity_inputs='batch_and_context',
                            diversity_batch_size=8,

@@ -247,7 +247,8 @@ def test_per_network_batches_of_one_repeated_batch_equal_a_shared_one(batch):
   own = training.Trainer(_cfg(per_network_batches=True))
   assert (shared.examples_per_step, own.examples_per_step) == (16, n * 16)
   expected = shared.train_step(images, labels)
-  got = own.train_step(tf.tile(images, [n, 1, 1, 1]), tf.tile(labels, [n]))
+  got = own.train_step(tf.repeat(images, n, axis=0),
+                       tf.repeat(labels, n, axis=0))
   assert got == pytest.approx(expected, rel=1e-5)
   # Other images for the networks: another step.
   other = training.Trainer(_cfg(per_network_batches=True))

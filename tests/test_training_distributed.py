@@ -32,8 +32,8 @@ for name, overrides in json.loads(sys.argv[1]).items():
   cfg = config.TrainConfig(**overrides)
   trainer = training.Trainer(cfg, training.make_strategy(cfg.strategy))
   trainer.pretrain_mixer()
-  batches = data.load('mnist', 'train', cfg.batch_size, training=True,
-                      download=False).take(3)
+  batches = data.load('mnist', 'train', trainer.examples_per_step,
+                      training=True, download=False).take(3)
   losses = [trainer.train_step(*batch) for batch in
             trainer.strategy.experimental_distribute_dataset(batches)]
   out[name] = {'replicas': trainer.strategy.num_replicas_in_sync,
@@ -60,7 +60,10 @@ def _assert_close(a, b, rtol, names=None):
 def test_mirrored_xla_and_mixed_precision_match_one_device(tfds_dir):
   """One test, so the four configs share one process on one xdist worker."""
   configs = {'one_device': {}, 'mirrored': {'strategy': 'mirrored'},
-             'xla': {'jit_compile': True}, 'mixed': {'mixed_precision': True}}
+             'xla': {'jit_compile': True}, 'mixed': {'mixed_precision': True},
+             'own_batches': {'per_network_batches': True},
+             'own_batches_mirrored': {'per_network_batches': True,
+                                      'strategy': 'mirrored'}}
   configs = {name: {**TINY, 'batch_size': 16, **overrides}
              for name, overrides in configs.items()}
   out = _python(_STEPS, json.dumps(configs), env={'TFDS_DATA_DIR': tfds_dir})
@@ -76,6 +79,9 @@ def test_mirrored_xla_and_mixed_precision_match_one_device(tfds_dir):
   # example or two.
   _assert_close(one, runs['mixed'], rtol=0.1, names=['loss', 'task_loss'])
   assert runs['mixed']['losses'] != one['losses']  # Computed differently.
+  # Per-network batches split over replicas: each network's images are
+  # spread over both, and the step is the one-device step.
+  _assert_close(runs['own_batches'], runs['own_batches_mirrored'], rtol=1e-4)
 
 
 def _free_ports(n):
