@@ -238,6 +238,17 @@ def regression(model, out_dir: str, seed: int = 0,
   return out, path
 
 
+def _load(run_dir: str, num_networks: int) -> tuple[members.Members, int]:
+  """The run's members, and how many of them can be evaluated (an ensemble
+  of K has K; the shortfall is logged)."""
+  model = members.load(run_dir)
+  if model.max_members is not None and num_networks > model.max_members:
+    logging.warning('%s has %d members; evaluating %d, not %d.', run_dir,
+                    model.max_members, model.max_members, num_networks)
+    num_networks = model.max_members
+  return model, num_networks
+
+
 # Training dataset -> its out-of-distribution set.
 OOD_DATASETS = {'mnist': 'not_mnist', 'mnist5000': 'not_mnist',
                 'cifar5': 'cifar5_ood'}
@@ -270,11 +281,7 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
 
   out_dir = rundir.join(run_dir, 'eval')
   tf.io.gfile.makedirs(out_dir)
-  model = members.load(run_dir)
-  if model.max_members is not None and num_networks > model.max_members:
-    logging.warning('%s has %d members; evaluating %d, not %d.', run_dir,
-                    model.max_members, model.max_members, num_networks)
-    num_networks = model.max_members
+  model, num_networks = _load(run_dir, num_networks)
   dataset = model.dataset
   if data.DATASETS[dataset].task == 'regression':
     results, path = regression(model, out_dir, seed)
@@ -371,8 +378,7 @@ def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
     raise ValueError(f'{run_dir} has no validation split (it was trained '
                      'with --validation_size=0); evaluate it on test with '
                      'scripts/evaluate.py, or train with --validation_size.')
-  model = members.load(run_dir)
-  num_networks = min(num_networks, model.max_members or num_networks)
+  model, num_networks = _load(run_dir, num_networks)
   params = model.sample(num_networks, seed)
   logits_fn = lambda x: model.logits(params, x)
   common = dict(data_dir=data_dir or model.data_dir, download=False)

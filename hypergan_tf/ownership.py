@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import json
 import os
-import posixpath
 import socket
 import sys
 import threading
@@ -148,14 +147,9 @@ def read_record(run_dir: str) -> dict[str, Any] | None:
 
 def _create(path: str, record: dict[str, Any]) -> bool:
   """Writes the record unless one exists; True if it did."""
-  # Not '<path>.tmp': ram:// finds a file "existing" if a name extends it.
-  tmp = rundir.join(posixpath.dirname(path), f'.{record["token"]}.tmp')
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(json.dumps(record, indent=2))
   try:
-    tf.io.gfile.rename(tmp, path, overwrite=False)
+    rundir.write_text(path, json.dumps(record, indent=2), overwrite=False)
   except tf.errors.AlreadyExistsError:
-    tf.io.gfile.remove(tmp)
     return False
   return True
 

@@ -37,19 +37,28 @@ def join(*parts: str) -> str:
   return posixpath.join(*parts)
 
 
-def write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str, overwrite: bool = True) -> None:
   """Writes a file atomically (temp file + rename): never half-written.
 
   Filesystems without an atomic rename (object stores) still never show a
   half-written file under `path`: the temp file is renamed when complete.
+
+  Raises:
+    tf.errors.AlreadyExistsError: overwrite is False and path exists (as
+      atomic as the filesystem's rename without overwrite).
   """
-  directory = posixpath.dirname(path)
+  directory, name = posixpath.split(path)
   if directory:
     tf.io.gfile.makedirs(directory)
-  tmp = f'{path}.tmp-{time.time_ns()}'
+  # Not '<path>.tmp': ram:// finds a file "existing" if a name extends it.
+  tmp = join(directory, f'.{name}.tmp-{time.time_ns()}')
   with tf.io.gfile.GFile(tmp, 'w') as f:
     f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  try:
+    tf.io.gfile.rename(tmp, path, overwrite=overwrite)
+  except tf.errors.AlreadyExistsError:
+    tf.io.gfile.remove(tmp)
+    raise
 
 
 def write_bytes(path: str, payload: bytes) -> None:
