@@ -21,6 +21,9 @@ setuptools.setup(
         'cleverhans==4.0.0',
         'matplotlib',
         'numpy',
+        # Only for its frost pictures (hypergan_tf.corruptions reads them
+        # without importing it); pulls in opencv-python and scikit-image.
+        'imagecorruptions',
     ],
     extras_require={'test': ['pytest', 'pytest-xdist']},
 )

@@ -20,11 +20,21 @@ baseline exactly like sampled HyperGAN networks (`members.Members`).
   against a N(0, prior_std^2) prior, with the KL divided by the number of
   training examples. Built from `tfp.distributions` on plain tensors: TFP's
   Keras layers are tf_keras objects that do not mix with Keras 3.
+- 'batch_ensemble': BatchEnsemble (Wen et al., ICLR 2020): one shared
+  ("slow") kernel per layer and, per member k, a rank-1 "fast" factor
+  r_k s_k^T on the kernel's input and output axes and a bias of its own.
+  ((x * r_k) W) * s_k equals x (W * r_k s_k^T), so a member is the shared
+  kernel with its factor folded in, in the same format as the others. Fast
+  weights start around 1 (`--random_sign_init`, uncertainty-baselines'
+  convention) and are left out of weight decay, which would pull them to 0.
+  Written here on Keras 3: edward2's BatchEnsemble layers are tf_keras ones.
 
 Each training step takes `num_members` members and gives each its own batch
 of `batch_size` examples (one seeded stream of num_members x batch_size
 examples, split), so ensemble members see different batches and different
-dropout masks / weight samples each cover a part of the batch.
+dropout masks / weight samples each cover a part of the batch. BatchEnsemble
+instead tiles one batch of `batch_size` over its K members, as its authors
+train it.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ from hypergan_tf import targets
 
 tfd = tfp.distributions
 
-METHODS = ('ensemble', 'mc_dropout', 'variational')
+METHODS = ('ensemble', 'mc_dropout', 'variational', 'batch_ensemble')
 CLASSIFICATION_DATASETS = tuple(
     name for name in data.TRAINABLE
     if data.DATASETS[name].task == 'classification')
@@ -77,9 +87,10 @@ class BaselineConfig(config_lib.RunOptions, config_lib.DataOptions):
   seed: int = _field(0, 'Seed for initialisation, masks, weight samples and '
                      'shuffling.')
   num_members: int = _field(
-      10, "ensemble: K, the number of networks. mc_dropout / variational: "
-      'dropout masks / weight samples per training step.', 1)
-  batch_size: int = _field(100, 'Examples per member per step.', 1)
+      10, 'ensemble / batch_ensemble: K, the number of members. mc_dropout '
+      '/ variational: dropout masks / weight samples per training step.', 1)
+  batch_size: int = _field(100, 'Examples per member per step (for '
+                           'batch_ensemble, one batch shared by all K).', 1)
   steps: int = _field(5000, 'Training steps.', 1)
   learning_rate: float = _field(1e-3, 'Peak learning rate.', 0.0)
   lr_schedule: str = _field('cosine', 'Schedule after the warm-up.',
@@ -99,6 +110,9 @@ class BaselineConfig(config_lib.RunOptions, config_lib.DataOptions):
                             'prior on every parameter.', 0.0)
   posterior_init_std: float = _field(1e-3, 'variational: initial posterior '
                                      'std of every parameter.', 0.0)
+  random_sign_init: float = _field(
+      -0.5, 'batch_ensemble: initial fast weights. > 0: random signs, +1 '
+      'with this probability; < 0: N(1, (-value)^2). 0 is not allowed.')
   kl_weight: float = _field(1.0, 'variational: multiplies the KL term '
                             '(1 = the ELBO; < 1 tempers the prior).', 0.0)
   forward_method: str = _field('loop', 'How conv layers batch over members.',
@@ -118,6 +132,10 @@ class BaselineConfig(config_lib.RunOptions, config_lib.DataOptions):
       if getattr(self, name) <= 0:
         raise ValueError(f'--{name} must be positive, got '
                          f'{getattr(self, name)}.')
+    if self.random_sign_init == 0 or self.random_sign_init > 1:
+      raise ValueError(f'--random_sign_init must be in (0, 1] (random signs) '
+                       f'or negative (N(1, std^2)), got '
+                       f'{self.random_sign_init}.')
     if self.dropout_rate >= 1.0:
       raise ValueError(f'--dropout_rate must be below 1, got '
                        f'{self.dropout_rate}.')
@@ -190,14 +208,18 @@ class Ensemble(tf.Module):
     return list(zip(self.kernels, self.biases))
 
   def sample(self, n: int, seed: int):
-    """n distinct members, chosen by a permutation seeded by seed."""
-    if not 1 <= n <= self.max_members:
-      raise ValueError(f'This ensemble has {self.max_members} members; '
-                       f'cannot sample {n}.')
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(self.max_members), tf.constant([seed, 1], tf.int64))[:n]
-    return [(tf.gather(k, order), tf.gather(b, order))
-            for k, b in zip(self.kernels, self.biases)]
+    return _choose(self.train_params(None, self.max_members), n, seed)
+
+
+def _choose(params, n: int, seed: int):
+  """n distinct of K members [K, ...], chosen by a permutation seeded by seed."""
+  k = params[0][0].shape[0]
+  if not 1 <= n <= k:
+    raise ValueError(f'This ensemble has {k} members; cannot sample {n}.')
+  order = tf.random.experimental.stateless_shuffle(
+      tf.range(k), tf.constant([seed, 1], tf.int64))[:n]
+  return [(tf.gather(kernel, order), tf.gather(bias, order))
+          for kernel, bias in params]
 
 
 class McDropout(tf.Module):
@@ -290,8 +312,63 @@ class Variational(tf.Module):
     return self._draw(n, _seeds(seed, 3, len(self.locs)))
 
 
+class BatchEnsemble(tf.Module):
+  """Shared kernels; member k folds its rank-1 factor r_k s_k^T into them."""
+
+  def __init__(self, spec: targets.TargetSpec, cfg: BaselineConfig):
+    super().__init__(name='batch_ensemble')
+    self.spec = spec
+    self.max_members = k = cfg.num_members
+    self.kernels = [tf.Variable(kernel, name=f'kernel_{i}') for i, kernel in
+                    enumerate(_he_kernels(spec, (), cfg.seed))]
+    seeds = _seeds(cfg.seed, 4, 2 * len(spec.layers))
+    # Kernels are [..., in, out] (dense and conv alike): r scales the input
+    # axis, s the output axis. Named 'fast_weight' so decay leaves them.
+    self.fast_in, self.fast_out = [], []
+    for i, (k_shape, _) in enumerate(spec.param_shapes):
+      self.fast_in.append(tf.Variable(
+          _fast_init((k, k_shape[-2]), cfg.random_sign_init, seeds[2 * i]),
+          name=f'fast_weight_in_{i}'))
+      self.fast_out.append(tf.Variable(
+          _fast_init((k, k_shape[-1]), cfg.random_sign_init,
+                     seeds[2 * i + 1]), name=f'fast_weight_out_{i}'))
+    self.biases = [tf.Variable(tf.zeros((k, *b_shape)), name=f'bias_{i}')
+                   for i, (_, b_shape) in enumerate(spec.param_shapes)]
+
+  @property
+  def weights(self) -> list[tf.Variable]:
+    return self.kernels + self.fast_in + self.fast_out + self.biases
+
+  def train_params(self, rng: tf.random.Generator | None, n: int):
+    """All K members: kernel * r_k s_k^T, [K, ..., in, out]."""
+    del rng
+    if n != self.max_members:
+      raise ValueError(f'A BatchEnsemble trains all its {self.max_members} '
+                       f'members at once, not {n}.')
+    params = []
+    for kernel, r, s, bias in zip(self.kernels, self.fast_in, self.fast_out,
+                                  self.biases):
+      ones = [1] * (len(kernel.shape) - 2)
+      factor = (tf.reshape(r, [n, *ones, -1, 1]) *
+                tf.reshape(s, [n, *ones, 1, -1]))
+      params.append((kernel[None] * factor, bias))
+    return params
+
+  def sample(self, n: int, seed: int):
+    return _choose(self.train_params(None, self.max_members), n, seed)
+
+
+def _fast_init(shape: tuple[int, int], random_sign_init: float,
+               seed: tf.Tensor) -> tf.Tensor:
+  """Random signs (+1 with probability p > 0) or N(1, (-p)^2) for p < 0."""
+  if random_sign_init > 0:
+    plus = tf.random.stateless_uniform(shape, seed) < random_sign_init
+    return tf.where(plus, 1.0, -1.0)
+  return 1.0 - random_sign_init * tf.random.stateless_normal(shape, seed)
+
+
 MODELS = {'ensemble': Ensemble, 'mc_dropout': McDropout,
-          'variational': Variational}
+          'variational': Variational, 'batch_ensemble': BatchEnsemble}
 
 
 # ----------------------------------------------------------------- trainer
@@ -329,28 +406,38 @@ class BaselineTrainer:
         optimizer=self.optimizer, rng=self.rng, best_score=self.best_score)
     self.model_checkpoint = tf.train.Checkpoint(step=self.step,
                                                 model=self.model)
-    self.examples_per_step = cfg.num_members * cfg.batch_size
+    self.tiled = cfg.method == 'batch_ensemble'
+    self.examples_per_step = cfg.batch_size * (
+        1 if self.tiled else cfg.num_members)
     self.eval_members = self._clamp(cfg.eval_members)
     self.final_eval_members = self._clamp(cfg.final_eval_members)
     self._train_step = tf.function(self._step)
     self.logits = tf.function(self._logits)
 
   def _clamp(self, num_members: int) -> int:
-    """At most K members for an ensemble."""
+    """At most K members for an (batch) ensemble."""
     k = self.model.max_members
     return num_members if k is None else min(num_members, k)
 
   def _step(self, images: tf.Tensor, labels: tf.Tensor):
-    """One update on num_members x batch_size examples."""
+    """One update of num_members members on batches of batch_size examples.
+
+    Each member gets its own batch, or (BatchEnsemble) all share one.
+    """
     cfg = self.cfg
     m = cfg.num_members
-    images = tf.reshape(images, [m, cfg.batch_size, *self.spec.input_shape])
-    labels = tf.reshape(labels, [m, cfg.batch_size])
+    if self.tiled:
+      labels = tf.tile(labels[None], [m, 1])
+    else:
+      images = tf.reshape(images, [m, cfg.batch_size, *self.spec.input_shape])
+      labels = tf.reshape(labels, [m, cfg.batch_size])
     variables = self.model.weights
     with tf.GradientTape() as tape:
       params = self.model.train_params(self.rng, m)
-      logits = targets.apply_per_network(self.spec, params, images,
-                                          cfg.forward_method)
+      logits = (targets.apply(self.spec, params, images, cfg.forward_method)
+                if self.tiled else
+                targets.apply_per_network(self.spec, params, images,
+                                          cfg.forward_method))
       task_loss = tf.reduce_mean(
           tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
       losses = {'task_loss': task_loss}
@@ -376,7 +463,7 @@ class BaselineTrainer:
 
   def train_step(self, images: tf.Tensor, labels: tf.Tensor
                  ) -> dict[str, float]:
-    """One step on num_members x batch_size examples; returns the losses."""
+    """One step on a batch of examples_per_step; returns the losses."""
     return {k: float(v) for k, v in self._train_step(images, labels).items()}
 
   def _logits(self, params, images):

@@ -9,7 +9,9 @@ nothing itself:
 - `adversarial/metrics.json` (scripts/adversarial.py): detection rates at
   5% false-positive rate by ensemble entropy, on a freshly sampled ensemble
   (`adv/<attack>_eps<eps>_detection_n<N>`) and on the attacked ensemble
-  itself (`..._detection_attacked_n<N>`), shown as 'fresh / attacked'.
+  itself (`..._detection_attacked_n<N>`), shown as 'fresh / attacked';
+- `shift_eval/metrics.json` (scripts/evaluate.py --shift): cA, cNLL, cECE,
+  the means over every shifted test set (CIFAR-10-C, rotated MNIST).
 A file or key that is missing shows as '—', so a table can be made before
 every evaluation has run.
 """
@@ -24,7 +26,8 @@ from typing import Any, Callable, Iterable
 
 MISSING = '—'
 METHOD_NAMES = {'hypergan': 'HyperGAN', 'ensemble': 'Ensemble',
-                'mc_dropout': 'MC dropout', 'variational': 'Variational'}
+                'mc_dropout': 'MC dropout', 'variational': 'Variational',
+                'batch_ensemble': 'BatchEnsemble'}
 ATTACK_ORDER = ('fgsm', 'pgd')
 _ADV_KEY = re.compile(
     r'^adv/(?P<attack>\w+?)_eps(?P<eps>[0-9.e+-]+)_detection_n(?P<n>\d+)$')
@@ -40,6 +43,7 @@ class Run:
   results: dict[str, Any]
   eval: dict[str, Any]
   adversarial: dict[str, Any]
+  shift: dict[str, Any]
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -56,7 +60,7 @@ def _read_json(path: str) -> dict[str, Any]:
 def default_label(method: str, cfg: dict[str, Any]) -> str:
   """'HyperGAN', 'Ensemble (K=10)', 'MC dropout (p=0.25)', ..."""
   name = METHOD_NAMES.get(method, method)
-  if method == 'ensemble' and 'num_members' in cfg:
+  if method in ('ensemble', 'batch_ensemble') and 'num_members' in cfg:
     return f'{name} (K={cfg["num_members"]})'
   if method == 'mc_dropout' and 'dropout_rate' in cfg:
     return f'{name} (p={cfg["dropout_rate"]:g})'
@@ -79,7 +83,9 @@ def read_run(run_dir: str, label: str | None = None) -> Run:
              results=_read_json(os.path.join(run_dir, 'results.json')),
              eval=_read_json(os.path.join(run_dir, 'eval', 'metrics.json')),
              adversarial=_read_json(os.path.join(run_dir, 'adversarial',
-                                                 'metrics.json')))
+                                                 'metrics.json')),
+             shift=_read_json(os.path.join(run_dir, 'shift_eval',
+                                           'metrics.json')))
 
 
 def _number(value: Any) -> float | None:
@@ -168,6 +174,11 @@ def rows(runs: list[Run], members: int = 10,
                 'attacked', lambda r, key=key: _pair(
                     r.adversarial.get(f'{key}_n{n}'),
                     r.adversarial.get(f'{key}_attacked_n{n}'), 'percent')))
+  for key, name, kind in (('cA', 'accuracy (%)', 'percent'),
+                          ('cNLL', 'NLL', '4'), ('cECE', 'ECE', '4')):
+    out.append((f'Under shift: {key}, mean {name} over shifted test sets',
+                lambda r, key=key, kind=kind: _fmt(
+                    r.shift.get(f'shift/{key}'), kind)))
   num_layers = max([_count_layers(r.eval) for r in runs] + [0])
   for i in range(num_layers):
     out.append((f'Layer {i} weight L2 norm (mean ± std over members)',

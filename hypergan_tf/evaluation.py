@@ -238,7 +238,8 @@ def regression(model, out_dir: str, seed: int = 0,
   return out, path
 
 
-def _load(run_dir: str, num_networks: int) -> tuple[members.Members, int]:
+def load_members(run_dir: str, num_networks: int
+                 ) -> tuple[members.Members, int]:
   """The run's members, and how many of them can be evaluated (an ensemble
   of K has K; the shortfall is logged)."""
   model = members.load(run_dir)
@@ -281,7 +282,7 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
 
   out_dir = rundir.join(run_dir, 'eval')
   tf.io.gfile.makedirs(out_dir)
-  model, num_networks = _load(run_dir, num_networks)
+  model, num_networks = load_members(run_dir, num_networks)
   dataset = model.dataset
   if data.DATASETS[dataset].task == 'regression':
     results, path = regression(model, out_dir, seed)
@@ -378,7 +379,7 @@ def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
     raise ValueError(f'{run_dir} has no validation split (it was trained '
                      'with --validation_size=0); evaluate it on test with '
                      'scripts/evaluate.py, or train with --validation_size.')
-  model, num_networks = _load(run_dir, num_networks)
+  model, num_networks = load_members(run_dir, num_networks)
   params = model.sample(num_networks, seed)
   logits_fn = lambda x: model.logits(params, x)
   common = dict(data_dir=data_dir or model.data_dir, download=False)

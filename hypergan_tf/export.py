@@ -16,6 +16,10 @@ Serving); this package is not imported by it. Signatures:
 - `predict_with_parameters(images, layer_<i>_kernel, layer_<i>_bias, ...)`:
   logits [N, B, C] of exactly those networks, so a client can fix an ensemble.
 
+Ensembles and BatchEnsembles export the same signatures over their K
+members (`FixedMembers`): num_networks is then at most K, and a seed names a
+choice and order of members.
+
 Seeds are a separate signature because a SignatureDef has no optional
 inputs (TF Serving requires every input); `predict` stays unseeded.
 
@@ -59,10 +63,62 @@ def _param_names(spec: targets.TargetSpec) -> list[str]:
           for part in ('kernel', 'bias')]
 
 
-class ServingModule(tf.Module):
-  """A tf.Module with the serving functions of one trained hypernetwork."""
+class Generated(tf.Module):
+  """Networks a hypernetwork generates: a draw is a noise row per network."""
 
-  def __init__(self, hypernet: hypernet_lib.HyperNetwork,
+  def __init__(self, hypernet: hypernet_lib.HyperNetwork):
+    super().__init__(name='generated')
+    self.hypernet = hypernet
+    self.spec = hypernet.spec
+    self.max_networks = None  # Any number.
+
+  def draw(self, num_networks: tf.Tensor, seed: tf.Tensor | None = None
+           ) -> tf.Tensor:
+    shape = tf.stack([num_networks, self.hypernet.config.noise_dim])
+    if seed is None:
+      return tf.random.normal(shape)
+    return tf.random.stateless_normal(shape, tf.stack([seed, 0]))
+
+  def networks(self, noise: tf.Tensor) -> targets.Params:
+    return self.hypernet.networks(noise)
+
+
+class FixedMembers(tf.Module):
+  """The K members of an ensemble or BatchEnsemble: a draw picks indices."""
+
+  def __init__(self, spec: targets.TargetSpec, params: targets.Params):
+    super().__init__(name='fixed_members')
+    self.spec = spec
+    self.max_networks = int(params[0][0].shape[0])
+    self.params = [(tf.Variable(k, trainable=False, name=f'kernel_{i}'),
+                    tf.Variable(b, trainable=False, name=f'bias_{i}'))
+                   for i, (k, b) in enumerate(params)]
+
+  def draw(self, num_networks: tf.Tensor, seed: tf.Tensor | None = None
+           ) -> tf.Tensor:
+    """num_networks distinct member indices, in a seeded random order."""
+    if seed is None:
+      seed = tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int32)
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(self.max_networks), tf.stack([seed, 1]))
+    return order[:num_networks]
+
+  def networks(self, indices: tf.Tensor) -> targets.Params:
+    return [(tf.gather(k, indices), tf.gather(b, indices))
+            for k, b in self.params]
+
+
+Source = Generated | FixedMembers
+
+
+class ServingModule(tf.Module):
+  """A tf.Module with the serving functions of a trained model's networks.
+
+  source: a hypernetwork (sampled networks) or `FixedMembers` (the K
+  members of an ensemble; num_networks is then at most K).
+  """
+
+  def __init__(self, source: hypernet_lib.HyperNetwork | Source,
                max_networks: int = 1000,
                network_chunk_size: int = _NETWORK_CHUNK_SIZE,
                image_chunk_size: int = _IMAGE_CHUNK_SIZE):
@@ -72,9 +128,12 @@ class ServingModule(tf.Module):
                         ('image_chunk_size', image_chunk_size)):
       if value < 1:
         raise ValueError(f'{name} must be >= 1, got {value}.')
-    self.hypernet = hypernet
-    self._spec = hypernet.spec
-    self._max_networks = max_networks
+    if isinstance(source, hypernet_lib.HyperNetwork):
+      source = Generated(source)
+    self.source = source
+    self._spec = source.spec
+    self._max_networks = min(max_networks,
+                             source.max_networks or max_networks)
     self._network_chunk = network_chunk_size
     self._image_chunk = image_chunk_size
     images = tf.TensorSpec([None, *self._spec.input_shape], tf.float32,
@@ -127,24 +186,20 @@ class ServingModule(tf.Module):
     with tf.control_dependencies([check]):
       return tf.identity(num_networks)
 
-  def _noise(self, num_networks: tf.Tensor,
+  def _draw(self, num_networks: tf.Tensor,
              seed: tf.Tensor | None = None) -> tf.Tensor:
-    """All noise rows of one call, drawn before any chunking."""
-    shape = tf.stack([self._check_count(num_networks),
-                      self.hypernet.config.noise_dim])
-    if seed is None:
-      return tf.random.normal(shape)
-    seed = self._check_scalar(seed)
-    return tf.random.stateless_normal(shape, tf.stack([seed, 0]))
+    """All of one call's draws (noise rows, member indices), up front."""
+    return self.source.draw(self._check_count(num_networks), None if seed is
+                            None else self._check_scalar(seed))
 
-  def _generate(self, noise: tf.Tensor) -> targets.Params:
-    return self.hypernet.networks(noise)
+  def _generate(self, draws: tf.Tensor) -> targets.Params:
+    return self.source.networks(draws)
 
   def _sample_parameters(self, num_networks):
-    return self._named(self._generate(self._noise(num_networks)))
+    return self._named(self._generate(self._draw(num_networks)))
 
   def _sample_parameters_seeded(self, num_networks, seed):
-    return self._named(self._generate(self._noise(num_networks, seed)))
+    return self._named(self._generate(self._draw(num_networks, seed)))
 
   def _named(self, params: targets.Params) -> dict[str, tf.Tensor]:
     flat = [t for pair in params for t in pair]
@@ -183,10 +238,10 @@ class ServingModule(tf.Module):
         rest)
     return tf.reshape(tf.pad(t, padding), [-1, self._network_chunk, *rest])
 
-  def _ensemble(self, images, noise):
-    noise_chunks = self._chunked(noise)
-    logits = self._logits(images, tf.shape(noise)[0],
-                          lambda i: self._generate(noise_chunks[i]))
+  def _ensemble(self, images, draws):
+    chunks = self._chunked(draws)
+    logits = self._logits(images, tf.shape(draws)[0],
+                          lambda i: self._generate(chunks[i]))
     members = tf.nn.softmax(logits)  # [N, B, C]
     mean = tf.reduce_mean(members, axis=0)
     return {
@@ -196,10 +251,10 @@ class ServingModule(tf.Module):
     }
 
   def _predict(self, images, num_networks):
-    return self._ensemble(images, self._noise(num_networks))
+    return self._ensemble(images, self._draw(num_networks))
 
   def _predict_seeded(self, images, num_networks, seed):
-    return self._ensemble(images, self._noise(num_networks, seed))
+    return self._ensemble(images, self._draw(num_networks, seed))
 
   def _predict_with_parameters(self, images, *flat):
     n = tf.shape(flat[0])[0]
@@ -214,7 +269,7 @@ class ServingModule(tf.Module):
                               for j in range(0, len(chunks), 2)])}
 
 
-def export(hypernet: hypernet_lib.HyperNetwork, export_dir: str,
+def export(source: hypernet_lib.HyperNetwork | Source, export_dir: str,
            max_networks: int = 1000, overwrite: bool = False,
            network_chunk_size: int = _NETWORK_CHUNK_SIZE) -> str:
   """Writes a SavedModel with the serving signatures to export_dir.
@@ -226,7 +281,7 @@ def export(hypernet: hypernet_lib.HyperNetwork, export_dir: str,
     raise FileExistsError(f'Export directory {export_dir} already exists and '
                           'is not empty; choose another --export_dir or pass '
                           '--overwrite.')
-  module = ServingModule(hypernet, max_networks, network_chunk_size)
+  module = ServingModule(source, max_networks, network_chunk_size)
   signatures = {
       'serving_default': module.predict,
       'predict': module.predict,

@@ -359,3 +359,46 @@ def detection_sweep(epsilons: list[float],
     ax.set_ylabel(ylabel)
   fig.suptitle(title, fontsize=9)
   return _save(fig, path)
+
+
+def shift_panels(runs: dict[str, dict[str, dict]], kind: str, path: str,
+                 title: str = '') -> str:
+  """Accuracy and ECE against the shift's level, as Ovadia et al.'s Fig. 2.
+
+  Corruptions: at each severity (0 = clean) a box over the corruption types
+  per run, runs side by side. Rotations: a line per run against degrees.
+
+  Args:
+    runs: run label -> {set name: {'kind', 'level', 'accuracy', 'ece', ...}}
+      (`dataset_shift.evaluate_shift`'s 'sets').
+    kind: 'corruption' or 'rotation'.
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  width = 0.8 / max(len(runs), 1)
+  for ax, metric, name in zip(axes, ('accuracy', 'ece'), ('accuracy', 'ECE')):
+    for i, (label, sets) in enumerate(runs.items()):
+      colour = colours[i % len(colours)]
+      levels = sorted({s['level'] for s in sets.values()})
+      values = [[s[metric] for s in sets.values() if s['level'] == level]
+                for level in levels]
+      if kind == 'rotation':
+        ax.plot(levels, [v[0] for v in values], marker='o', color=colour,
+                label=label)
+        continue
+      positions = np.arange(len(levels)) + (i - (len(runs) - 1) / 2) * width
+      parts = ax.boxplot(values, positions=positions, widths=width * 0.9,
+                         patch_artist=True, showfliers=False)
+      for box in parts['boxes']:
+        box.set(facecolor=colour, alpha=0.6)
+      ax.plot([], [], color=colour, lw=6, alpha=0.6, label=label)
+      ax.set_xticks(np.arange(len(levels)),
+                    ['clean' if level == 0 else str(level)
+                     for level in levels])
+    ax.set_xlabel('rotation (degrees)' if kind == 'rotation'
+                  else 'corruption severity')
+    ax.set_ylabel(name)
+    ax.grid(alpha=0.3)
+  axes[0].legend(loc='lower left', fontsize=7)
+  fig.suptitle(title or 'Dataset shift', fontsize=9)
+  return _save(fig, path)

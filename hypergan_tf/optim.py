@@ -29,8 +29,9 @@ def learning_rate_schedule(cfg: Any, peak: float | None = None):
 
 
 # Variables decoupled weight decay leaves alone (BatchNorm scale and shift,
-# biases), matched as parts of Keras variable names.
-NO_DECAY = ('bias', 'gamma', 'beta')
+# biases, BatchEnsemble's fast weights, which start around 1), matched as
+# parts of Keras variable names.
+NO_DECAY = ('bias', 'gamma', 'beta', 'fast_weight')
 
 
 def make_optimizer(cfg: Any, loss_scale: bool = False,

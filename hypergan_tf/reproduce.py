@@ -20,6 +20,7 @@ from typing import Sequence
 
 from absl import logging
 
+from hypergan_tf import dataset_shift
 from hypergan_tf import figures
 from hypergan_tf import loop
 from hypergan_tf import paper_tables
@@ -35,33 +36,47 @@ class Experiment:
   flagfile: str  # configs/<...>.flags, relative to the project root.
   baseline: bool = False  # Trained by scripts/train_baseline.py.
   adversarial: bool = False  # Also run scripts/adversarial.py.
+  shift: bool = False  # Also run scripts/evaluate.py --shift.
   args: tuple[str, ...] = ()  # Training flags added to the flagfile's.
 
 
 # The CIFAR experiments that have a conventional ceiling, and their labels.
 CIFAR_CEILINGS = (('cifar5', 'CIFAR-5'), ('cifar10', 'CIFAR-10'),
                   ('cifar10_5000', 'CIFAR-10-5000'))
+# The datasets of the dataset-shift comparison (Ovadia et al.), the
+# suffix of their experiments' names, and their labels.
+SHIFT_DATASETS = (('', 'rotated MNIST'), ('_cifar5', 'CIFAR-5-C'),
+                  ('_cifar10', 'CIFAR-10-C'))
 EXPERIMENTS = (
     Experiment('toy_regression', 'configs/toy_regression.flags'),
-    Experiment('mnist', 'configs/mnist.flags', adversarial=True),
+    Experiment('mnist', 'configs/mnist.flags', adversarial=True, shift=True),
     Experiment('mnist_relu', 'configs/mnist_relu.flags'),  # Ablation.
     Experiment('mnist5000', 'configs/mnist5000.flags'),
-    Experiment('cifar5', 'configs/cifar5.flags'),
-    Experiment('cifar10', 'configs/cifar10.flags'),
+    Experiment('cifar5', 'configs/cifar5.flags', shift=True),
+    Experiment('cifar10', 'configs/cifar10.flags', shift=True),
     Experiment('cifar10_5000', 'configs/cifar10_5000.flags'),
     Experiment('baseline_ensemble', 'configs/baseline_ensemble.flags',
-               baseline=True, adversarial=True),
+               baseline=True, adversarial=True, shift=True),
     Experiment('baseline_mc_dropout', 'configs/baseline_mc_dropout.flags',
-               baseline=True, adversarial=True),
+               baseline=True, adversarial=True, shift=True),
     Experiment('baseline_variational', 'configs/baseline_variational.flags',
                baseline=True, adversarial=True),
+    Experiment('baseline_batch_ensemble',
+               'configs/baseline_batch_ensemble.flags', baseline=True,
+               adversarial=True, shift=True),
     # The conventional ceilings of the CIFAR targets (issue 16), with and
     # without augmentation.
     *(Experiment(f'baseline_ensemble_{name}{suffix}',
                  f'configs/baseline_ensemble_{name}.flags', baseline=True,
-                 args=args)
+                 args=args, shift=not suffix and name != 'cifar10_5000')
       for name, _ in CIFAR_CEILINGS
       for suffix, args in (('', ()), ('_noaugment', ('--noaugment',)))),
+    # The other methods of the dataset-shift comparison on CIFAR.
+    *(Experiment(f'baseline_{method}{suffix}',
+                 f'configs/baseline_{method}{suffix}.flags', baseline=True,
+                 shift=True)
+      for method in ('batch_ensemble', 'mc_dropout')
+      for suffix, _ in SHIFT_DATASETS[1:]),
 )
 NAMES = tuple(e.name for e in EXPERIMENTS)
 
@@ -78,6 +93,10 @@ SMOKE_BASELINE_ARGS = ('--num_members=2', '--eval_members=2',
                        '--final_eval_members=2', '--checkpoint_every=2',
                        '--eval_every=2', '--log_every=1')
 SMOKE_EVALUATE_ARGS = ('--num_networks=4',)
+# Ten members (K for an ensemble): ~750,000 CIFAR-10-C images per member.
+SHIFT_ARGS = ('--shift', '--num_networks=10')
+SMOKE_SHIFT_ARGS = ('--num_networks=2', '--shift_examples=20',
+                    '--corruptions=gaussian_noise,contrast')
 # Both detection protocols (scripts/adversarial.py's default), tiny sizes.
 SMOKE_ADVERSARIAL_ARGS = ('--num_examples=20', '--ensemble_sizes=2',
                           '--paper_ensemble_sizes=2,4',
@@ -144,6 +163,13 @@ def experiment_stages(experiment: Experiment, budget: str, runs_root: str,
       ('scripts/evaluate.py',) + evaluate_args +
       (SMOKE_EVALUATE_ARGS if smoke else ()),
       os.path.join(run_dir, 'eval', 'metrics.json'), steps))
+  if experiment.shift:
+    stages.append(Stage(
+        f'{experiment.name}/shift',
+        ('scripts/evaluate.py',) + evaluate_args + SHIFT_ARGS +
+        (SMOKE_SHIFT_ARGS if smoke else ()) + (
+            (f'--shift_data_dir={os.path.join(runs_root, "tfds")}',)),
+        os.path.join(run_dir, 'shift_eval', 'metrics.json'), steps))
   if experiment.adversarial:
     stages.append(Stage(
         f'{experiment.name}/adversarial',
@@ -307,6 +333,23 @@ def write_tables(runs_root: str) -> str:
           ('MC dropout MNIST', run('baseline_mc_dropout')),
           ('Variational MNIST', run('baseline_variational'))]),
   ])
+  shift_rows, shift_figures = [], []
+  for suffix, label in SHIFT_DATASETS:
+    methods = {
+        'HyperGAN': run(suffix[1:] or 'mnist'),
+        f'Ensemble (K={10 if not suffix else 5})':
+            run(f'baseline_ensemble{suffix}'),
+        'BatchEnsemble (K=4)': run(f'baseline_batch_ensemble{suffix}'),
+        'MC dropout': run(f'baseline_mc_dropout{suffix}')}
+    shift_rows += [(label, method, run_dir)
+                   for method, run_dir in methods.items()]
+    figure = dataset_shift.figure(
+        methods, os.path.join(runs_root, f'shift{suffix or "_mnist"}.png'),
+        f'{label}: accuracy and ECE under shift')
+    if figure:
+      shift_figures.append(f'![{label}]({os.path.basename(figure)})\n')
+  text += '\n'.join(['\n## Dataset shift\n',
+                      dataset_shift.table(shift_rows), *shift_figures])
   path = os.path.join(runs_root, TABLES_FILE)
   rundir.write_text(path, text)
   return path

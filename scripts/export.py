@@ -1,4 +1,4 @@
-"""Exports a trained HyperGAN as a SavedModel with serving signatures.
+"""Exports a trained HyperGAN (or ensemble) as a SavedModel for serving.
 
   python scripts/export.py --run_dir=runs/mnist --export_dir=exports/mnist/1
 """
@@ -13,7 +13,9 @@ from hypergan_tf import export
 from hypergan_tf import members
 
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory of '
-                               'scripts/train.py.', required=True)
+                               'scripts/train.py (or of an ensemble / '
+                               'batch_ensemble of scripts/train_baseline.py).',
+                               required=True)
 _EXPORT_DIR = flags.DEFINE_string(
     'export_dir', None, 'Where to write the SavedModel (default: '
     '<run_dir>/export/1; TF Serving wants a numbered version directory).')
@@ -31,11 +33,16 @@ def main(argv):
                                                  '1')
   try:
     model = members.load(_RUN_DIR.value)
-    if model.hypernet is None:
-      raise ValueError(f'{_RUN_DIR.value} is a baseline run; only HyperGAN '
-                       'runs export a network generator.')
-    export.export(model.hypernet, export_dir, _MAX_NETWORKS.value,
-                  _OVERWRITE.value)
+    if model.hypernet is not None:
+      source = model.hypernet
+    elif model.max_members is not None:  # An ensemble's K members.
+      source = export.FixedMembers(model.spec,
+                                   model.sample(model.max_members, 0))
+    else:
+      raise ValueError(f'{_RUN_DIR.value} is an MC-dropout or variational '
+                       'run; only HyperGAN runs and ensembles (ensemble, '
+                       'batch_ensemble) export.')
+    export.export(source, export_dir, _MAX_NETWORKS.value, _OVERWRITE.value)
   except (FileNotFoundError, FileExistsError, RuntimeError, ValueError) as e:
     raise SystemExit(f'error: {e}') from None
   logging.info('Exported step %d of %s to %s', model.step, _RUN_DIR.value,

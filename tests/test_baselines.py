@@ -10,6 +10,7 @@ import tensorflow as tf
 from hypergan_tf import baselines
 from hypergan_tf import data
 from hypergan_tf import evaluation
+from hypergan_tf import export
 from hypergan_tf import loop
 from hypergan_tf import members
 from hypergan_tf import targets
@@ -51,6 +52,8 @@ def _distinct(params):
     (dict(dataset='toy_regression'), "Unknown --dataset 'toy_regression'"),
     (dict(target='cifar'), 'pick a matching --target'),
     (dict(steps=5, warmup_steps=5), 'must be smaller than --steps'),
+    (dict(random_sign_init=0.0), '--random_sign_init must be in'),
+    (dict(random_sign_init=1.5), '--random_sign_init must be in'),
 ])
 def test_bad_values_raise(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -84,7 +87,8 @@ def test_trains_and_loads_as_members(method, trained, images):
   model = members.load(str(run_dir))  # Dispatches on config.json's method.
   assert isinstance(model, members.Loaded)
   assert model.step == 4 and model.num_classes == 10
-  assert model.max_members == (3 if method == 'ensemble' else None)
+  assert model.max_members == (
+      3 if method in ('ensemble', 'batch_ensemble') else None)
   params = model.sample(3, seed=0)
   logits = model.logits(params, images).numpy()
   assert logits.shape == (3, 5, 10)
@@ -153,10 +157,12 @@ def test_variational_kl_and_samples():
   assert kernel.std() == pytest.approx(0.5, rel=0.05)  # The posterior std.
 
 
-def test_resume_continues_exactly(tfds_dir, tmp_path):
-  batch = next(iter(data.load('mnist', 'train', 3 * 8, training=True,
-                              data_dir=tfds_dir, download=False)))
-  cfg = _cfg('variational', str(tmp_path), data_dir=tfds_dir)
+@pytest.mark.parametrize('method', ['variational', 'batch_ensemble'])
+def test_resume_continues_exactly(method, tfds_dir, tmp_path):
+  cfg = _cfg(method, str(tmp_path), data_dir=tfds_dir)
+  batch = next(iter(data.load('mnist', 'train', baselines.BaselineTrainer(
+      cfg, 1).examples_per_step, training=True, data_dir=tfds_dir,
+                              download=False)))
   first = baselines.BaselineTrainer(cfg, num_train_examples=60_000)
   for _ in range(2):
     first.train_step(*batch)
@@ -168,6 +174,87 @@ def test_resume_continues_exactly(tfds_dir, tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   # Same weights, optimizer state and sample stream: the same next step.
   assert first.train_step(*batch) == second.train_step(*batch)
+
+
+@pytest.mark.parametrize('random_sign_init', [0.5, -0.5])
+def test_batch_ensemble_members_differ_at_initialisation(random_sign_init):
+  model = baselines.BatchEnsemble(SPEC, _cfg(
+      'batch_ensemble', num_members=4, random_sign_init=random_sign_init))
+  params = model.sample(4, seed=0)
+  assert _distinct(params)
+  r = model.fast_in[1].numpy()
+  if random_sign_init > 0:  # Random signs.
+    assert set(np.unique(r)) == {-1.0, 1.0}
+  else:  # Around 1.
+    assert r.mean() == pytest.approx(1.0, abs=0.1)
+    assert r.std() == pytest.approx(0.5, rel=0.2)
+  # Only the rank-1 factors differ: the shared kernel is one variable.
+  assert model.kernels[0].shape == SPEC.param_shapes[0][0]
+  with pytest.raises(ValueError, match='has 4 members; cannot sample 5'):
+    model.sample(5, seed=0)
+
+
+def test_batch_ensemble_member_is_the_rank_1_layer(images):
+  """Folding r s^T into the kernel is BatchEnsemble's ((x * r) W) * s."""
+  model = baselines.BatchEnsemble(SPEC, _cfg('batch_ensemble',
+                                             num_members=2))
+  kernel, _ = model.train_params(None, 2)[0]
+  for k in range(2):
+    r, s = model.fast_in[0][k], model.fast_out[0][k]
+    expected = tf.nn.conv2d(images * r, model.kernels[0], 1, 'SAME') * s
+    np.testing.assert_allclose(
+        tf.nn.conv2d(images, kernel[k], 1, 'SAME'), expected, atol=1e-5)
+
+
+def test_batch_ensemble_tiles_one_batch_and_scores_each_member(tfds_dir):
+  cfg = _cfg('batch_ensemble', data_dir=tfds_dir)
+  trainer = baselines.BaselineTrainer(cfg, 1)
+  assert trainer.examples_per_step == cfg.batch_size  # Not K x batch_size.
+  x, y = next(iter(data.load('mnist', 'train', cfg.batch_size,
+                             training=True, data_dir=tfds_dir,
+                             download=False)))
+  params = trainer.model.train_params(None, cfg.num_members)
+  per_member = [np.mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+      y, targets.apply(SPEC, [(kern[k:k + 1], b[k:k + 1])
+                              for kern, b in params], x)[0]))
+                for k in range(cfg.num_members)]
+  assert len(set(np.round(per_member, 6))) == cfg.num_members
+  losses = trainer.train_step(x, y)
+  assert losses['task_loss'] == pytest.approx(np.mean(per_member), rel=1e-5)
+
+
+def test_fast_weights_are_not_decayed(tfds_dir):
+  """Decay would pull fast weights (around 1) to 0; the kernels it takes."""
+  trainer = baselines.BaselineTrainer(_cfg(
+      'batch_ensemble', data_dir=tfds_dir, weight_decay=0.5), 1)
+  before = [v.numpy() for v in trainer.model.weights]
+  zero = [tf.zeros_like(v) for v in trainer.model.weights]
+  trainer.optimizer.apply_gradients(zip(zero, trainer.model.weights))
+  for v, old in zip(trainer.model.weights, before):
+    changed = not np.array_equal(v.numpy(), old)
+    assert changed == v.name.startswith('kernel'), v.name
+
+
+def test_batch_ensemble_exports_its_members(trained, images, tmp_path):
+  run_dir, _, _ = trained('batch_ensemble')
+  model = members.load(str(run_dir))
+  params = model.sample(3, seed=0)
+  export.export(export.FixedMembers(model.spec, params), str(tmp_path))
+  served = tf.saved_model.load(str(tmp_path))
+  expected = tf.nn.softmax(model.logits(params, images)).numpy()  # [K, B, C]
+  got = served.signatures['predict_seeded'](
+      images=images, num_networks=tf.constant(3), seed=tf.constant(5))
+  member_probs = np.transpose(got['member_probabilities'].numpy(), [1, 0, 2])
+  # The K members, each once, in a seeded order; their mean is the output.
+  order = [int(np.argmin([np.abs(m - e).max() for e in expected]))
+           for m in member_probs]
+  assert sorted(order) == [0, 1, 2]
+  np.testing.assert_allclose(member_probs, expected[order], atol=1e-5)
+  np.testing.assert_allclose(got['probabilities'], expected.mean(0),
+                             atol=1e-5)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'num_networks must be in \[1, 3\]'):
+    served.signatures['predict'](images=images, num_networks=tf.constant(4))
 
 
 def test_foreign_checkpoint_fails_and_keeps_the_config(trained):
@@ -221,7 +308,7 @@ def test_every_baseline_flagfile_parses(flagfile):
   cfg = baselines.from_flags(fv)
   assert cfg.run_dir.startswith('runs/')
   assert cfg.final_eval_members <= cfg.num_members or (
-      cfg.method != 'ensemble')
+      cfg.method not in ('ensemble', 'batch_ensemble'))
 
 
 def test_evaluation_takes_a_baseline_run(trained, not_mnist_prepared):

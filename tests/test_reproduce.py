@@ -26,7 +26,7 @@ def test_budgets_scale_the_flagfile_steps(tmp_path):
                            ('smoke', reproduce.SMOKE_STEPS)):
     stages = reproduce.plan(budget, str(tmp_path), ['mnist'])
     assert [s.name for s in stages] == [
-        'mnist/train', 'mnist/evaluate', 'mnist/adversarial']
+        'mnist/train', 'mnist/evaluate', 'mnist/shift', 'mnist/adversarial']
     assert {s.steps for s in stages} == {expected}
     train = _stage('mnist/train', stages)
     assert int(_flag(train, 'steps')) == expected
@@ -52,7 +52,18 @@ def test_plan_covers_every_experiment_and_compares_baselines(tmp_path):
   assert _flag(compare, 'runs').split(',') == [
       os.path.join(tmp_path, n) for n in
       ('mnist', 'baseline_ensemble', 'baseline_mc_dropout',
-       'baseline_variational')]
+       'baseline_variational', 'baseline_batch_ensemble')]
+  # Dataset shift: HyperGAN, deep ensemble, BatchEnsemble and MC dropout on
+  # each shift dataset, ten members, one shared cache of corrupted sets.
+  for suffix in ('', '_cifar5', '_cifar10'):
+    for name in (suffix[1:] or 'mnist', f'baseline_ensemble{suffix}',
+                 f'baseline_batch_ensemble{suffix}',
+                 f'baseline_mc_dropout{suffix}'):
+      shift = _stage(f'{name}/shift', stages)
+      assert '--shift' in shift.argv and _flag(shift, 'num_networks') == '10'
+      assert _flag(shift, 'shift_data_dir') == os.path.join(tmp_path, 'tfds')
+      assert shift.output == os.path.join(tmp_path, name, 'shift_eval',
+                                          'metrics.json')
 
 
 @pytest.mark.parametrize('budget, only, match', [
