@@ -206,6 +206,11 @@ class TrainConfig(RunOptions, DataOptions):
       0.0, 'Noise floor on generated parameters: + weight_noise x the '
       "layer's initial scale x N(0, 1), drawn from each network's input "
       'noise (0 = off).', 0.0)
+  head: str = _field(
+      'full', "What each layer generator emits: 'full', every parameter "
+      "(the paper); 'rank1', a rank-1 factor r s^T of a shared learned "
+      'kernel plus the bias (in + out + bias outputs per layer).',
+      choices=hypernet.HEADS)
   # 'loop' measured fastest on CPU for the train step at every N
   # (benchmarks/throughput.py, BUILD_NOTES.md); all methods agree exactly.
   forward_method: str = _field('loop', 'How conv layers batch over '
@@ -282,7 +287,7 @@ class TrainConfig(RunOptions, DataOptions):
 
 # Fields a checkpoint depends on: a run directory cannot change them.
 ARCHITECTURE_FIELDS = ('dataset', 'target', 'noise_dim', 'code_dim',
-                       'hidden_units', 'hidden_layers', 'activation',
+                       'hidden_units', 'hidden_layers', 'activation', 'head',
                        'batch_norm', 'optimizer', 'standardize',
                        'validation_size')
 

@@ -18,6 +18,12 @@ import tensorflow as tf
 from hypergan_tf import targets
 
 
+HEADS = ('full', 'rank1')
+# Spread of the rank-1 factors around 1 at initialisation (uncertainty-
+# baselines' BatchEnsemble default, N(1, 0.5^2)).
+RANK1_SPREAD = 0.5
+
+
 @dataclasses.dataclass(frozen=True)
 class HyperNetConfig:
   """Sizes of the hypernetwork (paper: 2 x 512 units, ELU).
@@ -38,6 +44,11 @@ class HyperNetConfig:
       support. eps is drawn from the network's own input noise s, so the
       same s gives the same network on every path (training, evaluation,
       export in chunks). 0 = the plain generator.
+    head: what a layer generator emits. 'full' (the paper): every kernel
+      and bias entry, a head of hidden_units x parameters per layer.
+      'rank1': a factor r s^T of a shared, learned kernel (its input and
+      output axes) and the bias, as BatchEnsemble and rank-1 BNNs do, so a
+      head emits in + out + bias values; r and s start at 1 + 0.5 N(0, 1).
   """
   noise_dim: int = 256
   code_dim: int = 64
@@ -47,8 +58,12 @@ class HyperNetConfig:
   batch_norm: bool = True
   init_gain: float = 1.0
   weight_noise: float = 0.0
+  head: str = 'full'
 
   def __post_init__(self):
+    if self.head not in HEADS:
+      raise ValueError(f'Unknown head {self.head!r}; choose one of '
+                       f'{list(HEADS)}.')
     for name in ('noise_dim', 'code_dim', 'hidden_units'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be positive, got '
@@ -129,6 +144,55 @@ class LayerGenerator(keras.Model):
     return kernel, bias
 
 
+class Rank1Generator(keras.Model):
+  """Maps a layer code q_k to a rank-1 factor of a shared kernel, and a bias.
+
+  kernel = W * r s^T (r on the kernel's input axis, s on its output axis):
+  the head emits r, s and the bias, in + out + bias values instead of every
+  kernel entry, so the hypernetwork's cost no longer grows with the
+  kernel's size. W starts at He scale divided by E[r^2 s^2]^(1/2) =
+  1 + RANK1_SPREAD^2, so generated kernels start at the full head's scale.
+  """
+
+  def __init__(self, config: HyperNetConfig, kernel_shape: tuple[int, ...],
+               bias_shape: tuple[int, ...], fan_in: int, **kwargs):
+    super().__init__(**kwargs)
+    self.kernel_shape = tuple(kernel_shape)
+    self.bias_shape = tuple(bias_shape)
+    self.num_in, self.num_out = kernel_shape[-2], kernel_shape[-1]
+    self.body = _mlp(config, config.code_dim, config.batch_norm,
+                     name='body')
+    feature_power = (
+        _SECOND_MOMENT.get(config.activation, 1.0)
+        if config.hidden_layers else 1.0)
+    self.head = keras.layers.Dense(
+        self.num_in + self.num_out + math.prod(bias_shape),
+        kernel_initializer=keras.initializers.VarianceScaling(
+            1.0 / feature_power, 'fan_in', 'truncated_normal'),
+        name='head')
+    self.kernel_scale = config.init_gain * math.sqrt(2.0 / fan_in)
+    self.bias_scale = 0.1 * self.kernel_scale
+    self.shared_kernel = self.add_weight(
+        shape=self.kernel_shape, name='shared_kernel',
+        initializer=keras.initializers.RandomNormal(
+            stddev=self.kernel_scale / (1.0 + RANK1_SPREAD**2)))
+
+  def call(self, code: tf.Tensor, training: bool = False):
+    out = self.head(self.body(code, training=training))
+    r = 1.0 + RANK1_SPREAD * out[:, :self.num_in]
+    s = 1.0 + RANK1_SPREAD * out[:, self.num_in:self.num_in + self.num_out]
+    ones = [1] * (len(self.kernel_shape) - 2)
+    kernel = (self.shared_kernel[None] *
+              tf.reshape(r, [-1, *ones, self.num_in, 1]) *
+              tf.reshape(s, [-1, *ones, 1, self.num_out]))
+    bias = tf.reshape(out[:, self.num_in + self.num_out:] * self.bias_scale,
+                      (-1,) + self.bias_shape)
+    return kernel, bias
+
+
+GENERATORS = {'full': LayerGenerator, 'rank1': Rank1Generator}
+
+
 class HyperNetwork(keras.Model):
   """Mixer + one generator per target layer + discriminator on codes."""
 
@@ -150,7 +214,8 @@ class HyperNetwork(keras.Model):
     for i, ((k, b), fan_in) in enumerate(zip(spec.param_shapes,
                                              spec.fan_ins)):
       setattr(self, f'generator_{i}',
-              LayerGenerator(config, k, b, fan_in, name=f'generator_{i}'))
+              GENERATORS[config.head](config, k, b, fan_in,
+                                      name=f'generator_{i}'))
     self.discriminator = keras.Sequential(
         [_mlp(config, config.code_dim, batch_norm=False,
               name='discriminator_body'),
@@ -163,7 +228,7 @@ class HyperNetwork(keras.Model):
     self.discriminator(tf.zeros([1, config.code_dim]))
 
   @property
-  def generators(self) -> list[LayerGenerator]:
+  def generators(self) -> list[LayerGenerator | Rank1Generator]:
     return [getattr(self, f'generator_{i}') for i in range(self.num_codes)]
 
   @property

@@ -1,5 +1,7 @@
 """Hypernetwork: parameter shapes, initial scale, configuration checks."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,10 +13,11 @@ SMALL = hypernet.HyperNetConfig(noise_dim=16, code_dim=8, hidden_units=64,
                                 hidden_layers=2)
 
 
+@pytest.mark.parametrize('head', hypernet.HEADS)
 @pytest.mark.parametrize('name', sorted(targets.TARGETS))
-def test_sample_matches_declared_shapes(name):
+def test_sample_matches_declared_shapes(name, head):
   spec = targets.get_target(name)
-  hn = hypernet.HyperNetwork(spec, SMALL)
+  hn = hypernet.HyperNetwork(spec, dataclasses.replace(SMALL, head=head))
   params = hn.sample(5)
   assert len(params) == len(spec.layers)
   for (kernel, bias), (k_shape, b_shape) in zip(params, spec.param_shapes):
@@ -30,12 +33,13 @@ def test_codes_shape_and_one_generator_per_layer():
   assert len(hn.generators) == 5
 
 
-def test_initial_kernels_are_he_scaled_and_diverse():
+@pytest.mark.parametrize('head', hypernet.HEADS)
+def test_initial_kernels_are_he_scaled_and_diverse(head):
   """Generated kernels start near He scale, and networks differ."""
   spec = targets.get_target('mnist')
   hn = hypernet.HyperNetwork(
       spec, hypernet.HyperNetConfig(noise_dim=32, code_dim=16,
-                                    hidden_units=128))
+                                    hidden_units=128, head=head))
   params = hn.sample(64, tf.random.Generator.from_seed(0), training=True)
   for (kernel, _), fan_in in zip(params, spec.fan_ins):
     he_std = (2.0 / fan_in)**0.5
@@ -49,13 +53,34 @@ def test_initial_kernels_are_he_scaled_and_diverse():
   assert float(tf.math.reduce_std(logits)) < 10.0
 
 
-def test_seeded_sampling_is_reproducible():
-  hn = hypernet.HyperNetwork(targets.get_target('toy_regression'), SMALL)
+@pytest.mark.parametrize('head', hypernet.HEADS)
+def test_seeded_sampling_is_reproducible(head):
+  hn = hypernet.HyperNetwork(targets.get_target('toy_regression'),
+                             dataclasses.replace(SMALL, head=head))
   a = hn.sample(3, tf.random.Generator.from_seed(7))
   b = hn.sample(3, tf.random.Generator.from_seed(7))
   c = hn.sample(3, tf.random.Generator.from_seed(8))
   np.testing.assert_array_equal(a[0][0], b[0][0])
   assert not np.allclose(a[0][0], c[0][0])
+
+
+def test_rank1_head_is_a_factor_of_one_shared_kernel():
+  """Every network's kernel is W * r s^T of the same W; heads are small."""
+  spec = targets.get_target('cifar')
+  full = hypernet.HyperNetwork(spec, SMALL)
+  rank1 = hypernet.HyperNetwork(spec, dataclasses.replace(SMALL,
+                                                          head='rank1'))
+  kernel = rank1.sample(3)[1][0].numpy()  # [3, h, w, in, out]
+  shared = rank1.generators[1].shared_kernel.numpy()
+  factor = kernel / shared[None]  # r_i s_j at every (h, w).
+  np.testing.assert_allclose(
+      factor, np.broadcast_to(factor[:, :1, :1], factor.shape), rtol=1e-4)
+  # Rank one in (in, out) per network.
+  for n in range(3):
+    singular = np.linalg.svd(factor[n, 0, 0], compute_uv=False)
+    assert singular[1] < 1e-4 * singular[0]
+  size = lambda hn: sum(int(np.prod(v.shape)) for v in hn.weights)
+  assert size(rank1) < size(full) / 5
 
 
 def test_discriminator_gives_one_logit_per_code():
@@ -70,6 +95,7 @@ def test_discriminator_gives_one_logit_per_code():
     (dict(init_gain=0.0), 'init_gain must be positive'),
     (dict(weight_noise=-0.1), 'weight_noise must be >= 0'),
     (dict(weight_noise=0.1, noise_dim=1), 'noise_dim >= 2'),
+    (dict(head='rank2'), "Unknown head 'rank2'"),
 ])
 def test_bad_config_raises(kwargs, message):
   with pytest.raises(ValueError, match=message):

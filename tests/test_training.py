@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -102,9 +103,11 @@ def test_train_step_lowers_loss_on_fixed_batch(batch):
   assert int(trainer.step.numpy()) == 25
 
 
-def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path):
+@pytest.mark.parametrize('head', ['full', 'rank1'])
+def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path,
+                                                        head):
   images, labels = batch
-  cfg = _cfg(str(tmp_path), batch_size=32)
+  cfg = _cfg(str(tmp_path), batch_size=32, head=head)
   first = training.Trainer(cfg)
   for _ in range(3):
     first.train_step(images, labels)
@@ -198,7 +201,24 @@ def test_resuming_with_another_model_shape_is_refused(tmp_path):
       json.dumps(_cfg(str(tmp_path)).to_dict()))
   with pytest.raises(ValueError, match=r'--code_dim=8 \(now 4\).*fresh'):
     training.check_same_model(_cfg(str(tmp_path), code_dim=4))
+  with pytest.raises(ValueError, match=r'--head=full \(now rank1\)'):
+    training.check_same_model(_cfg(str(tmp_path), head='rank1'))
   training.check_same_model(_cfg(str(tmp_path), steps=50))  # More steps: ok.
+
+
+def test_runs_from_before_the_head_option_load_as_full_heads(tiny_run,
+                                                             tmp_path):
+  """config.json without 'head' (older runs): the paper's full heads."""
+  old = tmp_path / 'old'
+  shutil.copytree(tiny_run, old)
+  written = json.loads((old / rundir.CONFIG_FILE).read_text())
+  del written['head']
+  (old / rundir.CONFIG_FILE).write_text(json.dumps(written))
+  before, after = members.load(str(tiny_run)), members.load(str(old))
+  assert after.hypernet.config.head == 'full'
+  for a, b in zip(tf.nest.flatten(before.sample(2, 0)),
+                  tf.nest.flatten(after.sample(2, 0))):
+    np.testing.assert_array_equal(a, b)
 
 
 def _one_update(trainer, images, labels):
