@@ -15,6 +15,7 @@ from typing import Any, Callable
 from absl import flags
 import tensorflow as tf
 
+from hypergan_tf import baselines
 from hypergan_tf import config as config_lib
 from hypergan_tf import targets
 from hypergan_tf import training
@@ -73,11 +74,9 @@ def measure(num_networks: int, batch_size: int, method: str,
       num_networks=num_networks, batch_size=batch_size, forward_method=method,
       pretrain_mixer_steps=0, warmup_steps=0, steps=10**6, **overrides)
   trainer = training.Trainer(cfg)
-  shape = (batch_size,) + cfg.spec.input_shape
-  images = tf.random.uniform(shape, seed=0)
-  labels = tf.random.uniform((batch_size,), 0, cfg.spec.output_dim, tf.int32,
-                             seed=1)
+  images, labels = _batch(cfg.spec, trainer.examples_per_step)
   step_s = _time(lambda: trainer.train_step(images, labels), warmup, repeats)
+  images = images[:batch_size]
   params = trainer.sample_eval_params(num_networks)
   infer_s = _time(lambda: trainer.logits(params, images).numpy(), warmup,
                   repeats)
@@ -87,10 +86,14 @@ def measure(num_networks: int, batch_size: int, method: str,
       'num_networks': num_networks,
       'batch_size': batch_size,
       'method': method,
+      'head': cfg.head,
+      'hypernet_parameters': sum(
+          int(tf.size(v)) for v in trainer.hypernet.weights),
       'jit_compile': cfg.jit_compile,
       'mixed_precision': cfg.mixed_precision,
       'train_step_s': step_s,
       'train_net_examples_per_s': work / step_s,
+      'train_distinct_images_per_s': trainer.examples_per_step / step_s,
       # Forward + backward of the target networks ~ 3 forward passes.
       'train_target_gflops': 3 * flops / step_s / 1e9,
       'inference_s': infer_s,
@@ -99,8 +102,46 @@ def measure(num_networks: int, batch_size: int, method: str,
   }
 
 
+def _batch(spec: targets.TargetSpec, size: int
+           ) -> tuple[tf.Tensor, tf.Tensor]:
+  """A fixed random batch of images in [0, 1] and labels."""
+  images = tf.random.uniform((size,) + spec.input_shape, seed=0)
+  labels = tf.random.uniform((size,), 0, spec.output_dim, tf.int32, seed=1)
+  return images, labels
+
+
+def measure_baseline(method: str, num_members: int, batch_size: int,
+                     warmup: int = 2, repeats: int = 5,
+                     **overrides) -> dict[str, float]:
+  """Times one train step of a baseline (e.g. K conventional networks).
+
+  Args:
+    method: a `baselines.METHODS` name.
+    num_members: K (ensembles) or members per step.
+    batch_size: examples per member (shared by all, for batch_ensemble).
+    **overrides: other BaselineConfig fields (target, dataset).
+  """
+  cfg = baselines.BaselineConfig(method=method, num_members=num_members,
+                                 batch_size=batch_size, steps=10**6,
+                                 **overrides)
+  trainer = baselines.BaselineTrainer(cfg, num_train_examples=50_000)
+  images, labels = _batch(cfg.spec, trainer.examples_per_step)
+  step_s = _time(lambda: trainer.train_step(images, labels), warmup, repeats)
+  return {
+      'method': method,
+      'num_networks': num_members,
+      'batch_size': batch_size,
+      'trained_parameters': sum(int(tf.size(v))
+                                for v in trainer.model.weights),
+      'train_step_s': step_s,
+      'train_net_examples_per_s': num_members * batch_size / step_s,
+      'train_distinct_images_per_s': trainer.examples_per_step / step_s,
+  }
+
+
 def _measure_with_peak_memory(kwargs: dict[str, Any]) -> dict[str, float]:
-  row = measure(**kwargs)
+  fn = measure_baseline if 'num_members' in kwargs else measure
+  row = fn(**kwargs)
   # Linux reports kibibytes: the peak resident memory of this process.
   row['peak_rss_gib'] = resource.getrusage(
       resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -108,6 +149,7 @@ def _measure_with_peak_memory(kwargs: dict[str, Any]) -> dict[str, float]:
 
 
 def measure_isolated(**kwargs) -> dict[str, float]:
-  """`measure` in a fresh process, adding that process's peak memory."""
+  """`measure` (or, given num_members, `measure_baseline`) in a fresh
+  process, adding that process's peak memory."""
   with multiprocessing.get_context('spawn').Pool(1) as pool:
     return pool.apply(_measure_with_peak_memory, (kwargs,))
