@@ -45,7 +45,8 @@ def classification(logits: np.ndarray, labels: np.ndarray,
   """Accuracy, NLL, Brier and ECE of single members and of ensembles.
 
   N = 1 is reported as mean and std over all members; N = k > 1 is the
-  ensemble of the first k members (mean of softmax).
+  ensemble of the first k members (mean of softmax). The ensemble of all
+  members is always among them (a K = 4 BatchEnsemble gets n4).
   """
   logits = np.asarray(logits, np.float32)
   n = logits.shape[0]
@@ -62,7 +63,7 @@ def classification(logits: np.ndarray, labels: np.ndarray,
         metrics.expected_calibration_error(probs, labels))
   for name, values in per_member.items():
     out[f'{split}/{name}_n1'] = float(np.mean(values))
-  for k in sizes:
+  for k in sorted(set(sizes) | {n}):
     if k <= 1 or k > n:
       continue
     probs = metrics.ensemble_probabilities(logits[:k])
@@ -148,10 +149,12 @@ def out_of_distribution(in_logits: np.ndarray, out_logits: np.ndarray,
   only, blind to inputs every member finds ambiguous), the fraction of OOD
   inputs with entropy >= HIGH_ENTROPY, and the members' disagreement on
   them. Five is the size of the conventional K = 5 ensemble baseline, which
-  has no ten members to evaluate."""
+  has no ten members to evaluate; the ensemble of all members is always
+  scored too."""
   out = {}
-  for k in sizes:
-    if k > min(in_logits.shape[0], out_logits.shape[0]):
+  n = min(in_logits.shape[0], out_logits.shape[0])
+  for k in sorted(set(sizes) | {n}):
+    if k > n:
       continue
     out_entropy = ensemble_entropy(out_logits, k)
     scores = metrics.ood_detection(ensemble_entropy(in_logits, k),
