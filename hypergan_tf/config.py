@@ -209,8 +209,10 @@ class TrainConfig(RunOptions, DataOptions):
   head: str = _field(
       'full', "What each layer generator emits: 'full', every parameter "
       "(the paper); 'rank1', a rank-1 factor r s^T of a shared learned "
-      'kernel plus the bias (in + out + bias outputs per layer).',
+      "kernel plus the bias (in + out + bias outputs per layer); 'low_rank', "
+      'the full head factorised through --head_rank units.',
       choices=hypernet.HEADS)
+  head_rank: int = _field(64, "Bottleneck of --head=low_rank.", 1)
   # 'loop' measured fastest on CPU for the train step at every N
   # (benchmarks/throughput.py, BUILD_NOTES.md); all methods agree exactly.
   forward_method: str = _field('loop', 'How conv layers batch over '
@@ -288,6 +290,7 @@ class TrainConfig(RunOptions, DataOptions):
 # Fields a checkpoint depends on: a run directory cannot change them.
 ARCHITECTURE_FIELDS = ('dataset', 'target', 'noise_dim', 'code_dim',
                        'hidden_units', 'hidden_layers', 'activation', 'head',
+                       'head_rank',
                        'batch_norm', 'optimizer', 'standardize',
                        'validation_size')
 

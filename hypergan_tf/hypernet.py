@@ -18,7 +18,7 @@ import tensorflow as tf
 from hypergan_tf import targets
 
 
-HEADS = ('full', 'rank1')
+HEADS = ('full', 'rank1', 'low_rank')
 # Spread of the rank-1 factors around 1 at initialisation (uncertainty-
 # baselines' BatchEnsemble default, N(1, 0.5^2)).
 RANK1_SPREAD = 0.5
@@ -49,6 +49,11 @@ class HyperNetConfig:
       'rank1': a factor r s^T of a shared, learned kernel (its input and
       output axes) and the bias, as BatchEnsemble and rank-1 BNNs do, so a
       head emits in + out + bias values; r and s start at 1 + 0.5 N(0, 1).
+      'low_rank': the full head factorised through head_rank units
+      (hidden -> head_rank -> parameters, no activation between), so the
+      parameters of all networks lie in a head_rank-dimensional affine
+      subspace of the layer's parameters.
+    head_rank: the bottleneck of the 'low_rank' head.
   """
   noise_dim: int = 256
   code_dim: int = 64
@@ -59,11 +64,14 @@ class HyperNetConfig:
   init_gain: float = 1.0
   weight_noise: float = 0.0
   head: str = 'full'
+  head_rank: int = 64
 
   def __post_init__(self):
     if self.head not in HEADS:
       raise ValueError(f'Unknown head {self.head!r}; choose one of '
                        f'{list(HEADS)}.')
+    if self.head_rank < 1:
+      raise ValueError(f'head_rank must be positive, got {self.head_rank}.')
     for name in ('noise_dim', 'code_dim', 'hidden_units'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be positive, got '
@@ -127,11 +135,26 @@ class LayerGenerator(keras.Model):
     feature_power = (
         _SECOND_MOMENT.get(config.activation, 1.0)
         if config.hidden_layers else 1.0)
-    self.head = keras.layers.Dense(
-        self.kernel_size + math.prod(bias_shape),
-        kernel_initializer=keras.initializers.VarianceScaling(
-            1.0 / feature_power, 'fan_in', 'truncated_normal'),
-        name='head')
+    outputs = self.kernel_size + math.prod(bias_shape)
+    if config.head == 'low_rank':
+      # Unit-variance bottleneck features, then the usual unit-variance head.
+      self.head = keras.Sequential([
+          keras.Input((config.hidden_units if config.hidden_layers
+                       else config.code_dim,)),
+          keras.layers.Dense(
+              config.head_rank, use_bias=False, name='head_factor',
+              kernel_initializer=keras.initializers.VarianceScaling(
+                  1.0 / feature_power, 'fan_in', 'truncated_normal')),
+          keras.layers.Dense(
+              outputs, name='head_basis',
+              kernel_initializer=keras.initializers.VarianceScaling(
+                  1.0, 'fan_in', 'truncated_normal'))], name='head')
+    else:
+      self.head = keras.layers.Dense(
+          outputs,
+          kernel_initializer=keras.initializers.VarianceScaling(
+              1.0 / feature_power, 'fan_in', 'truncated_normal'),
+          name='head')
     self.kernel_scale = config.init_gain * math.sqrt(2.0 / fan_in)
     self.bias_scale = 0.1 * self.kernel_scale
 
@@ -190,7 +213,8 @@ class Rank1Generator(keras.Model):
     return kernel, bias
 
 
-GENERATORS = {'full': LayerGenerator, 'rank1': Rank1Generator}
+GENERATORS = {'full': LayerGenerator, 'rank1': Rank1Generator,
+              'low_rank': LayerGenerator}
 
 
 class HyperNetwork(keras.Model):

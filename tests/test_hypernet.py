@@ -83,6 +83,18 @@ def test_rank1_head_is_a_factor_of_one_shared_kernel():
   assert size(rank1) < size(full) / 5
 
 
+def test_low_rank_head_keeps_networks_in_a_small_subspace():
+  spec = targets.get_target('mnist')
+  hn = hypernet.HyperNetwork(spec, dataclasses.replace(
+      SMALL, head='low_rank', head_rank=4))
+  kernel, bias = hn.sample(20)[2]
+  flat = np.concatenate([np.reshape(kernel, (20, -1)),
+                         np.reshape(bias, (20, -1))], axis=1)
+  singular = np.linalg.svd(flat - flat.mean(0), compute_uv=False)
+  assert singular[3] > 1e-3 * singular[0]  # Four directions used ...
+  assert singular[4] < 1e-4 * singular[0]  # ... and no more.
+
+
 def test_discriminator_gives_one_logit_per_code():
   hn = hypernet.HyperNetwork(targets.get_target('mnist'), SMALL)
   assert hn.discriminator(tf.zeros([7, 8])).shape == (7, 1)
@@ -96,6 +108,7 @@ def test_discriminator_gives_one_logit_per_code():
     (dict(weight_noise=-0.1), 'weight_noise must be >= 0'),
     (dict(weight_noise=0.1, noise_dim=1), 'noise_dim >= 2'),
     (dict(head='rank2'), "Unknown head 'rank2'"),
+    (dict(head_rank=0), 'head_rank must be positive'),
 ])
 def test_bad_config_raises(kwargs, message):
   with pytest.raises(ValueError, match=message):
