@@ -27,7 +27,8 @@ baseline exactly like sampled HyperGAN networks (`members.Members`).
   kernel with its factor folded in, in the same format as the others. Fast
   weights start around 1 (`--random_sign_init`, uncertainty-baselines'
   convention) and are left out of weight decay, which would pull them to 0.
-  Written here on Keras 3: edward2's BatchEnsemble layers are tf_keras ones.
+  Written here: edward2 (0.0.2 on the package index) does not import with
+  today's scipy, and its BatchEnsemble layers are tf.keras 2 ones.
 
 Each training step takes `num_members` members and gives each its own batch
 of `batch_size` examples (one seeded stream of num_members x batch_size
