@@ -55,6 +55,10 @@ EXPERIMENTS = (
     Experiment('cifar5', 'configs/cifar5.flags', shift=True),
     Experiment('cifar10', 'configs/cifar10.flags', shift=True),
     Experiment('cifar10_5000', 'configs/cifar10_5000.flags'),
+    # The recipe for diverse networks on natural images (issue 30).
+    Experiment('cifar5_diverse', 'configs/cifar5_diverse.flags', shift=True),
+    Experiment('cifar10_diverse', 'configs/cifar10_diverse.flags',
+               shift=True),
     Experiment('baseline_ensemble', 'configs/baseline_ensemble.flags',
                baseline=True, adversarial=True, shift=True),
     Experiment('baseline_mc_dropout', 'configs/baseline_mc_dropout.flags',
@@ -129,12 +133,19 @@ class Stage:
 
 
 def flagfile_steps(flagfile: str) -> int:
-  """The --steps value of a flagfile."""
+  """The --steps value of a flagfile (the last one, nested flagfiles read
+  where they stand, as absl does)."""
+  steps = None
   with open(os.path.join(PROJECT_ROOT, flagfile)) as f:
     for line in f:
-      if line.strip().startswith('--steps='):
-        return int(line.strip().split('=', 1)[1])
-  raise ValueError(f'{flagfile} sets no --steps.')
+      line = line.strip()
+      if line.startswith('--flagfile='):
+        steps = flagfile_steps(line.split('=', 1)[1])
+      elif line.startswith('--steps='):
+        steps = int(line.split('=', 1)[1])
+  if steps is None:
+    raise ValueError(f'{flagfile} sets no --steps.')
+  return steps
 
 
 def experiment_stages(experiment: Experiment, budget: str, runs_root: str,
@@ -301,6 +312,8 @@ def write_tables(runs_root: str) -> str:
   for key, label in CIFAR_CEILINGS:
     table4 += [
         (label, run(key), key),
+        *([(f'{label}, diverse recipe (issue 30)', run(f'{key}_diverse'),
+            key)] if key in ('cifar5', 'cifar10') else []),
         (f'{label}, conventional ensemble (K=5)',
          run(f'baseline_ensemble_{key}'), key),
         (f'{label}, conventional ensemble (K=5), no augmentation',

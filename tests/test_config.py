@@ -102,11 +102,11 @@ def test_every_flagfile_trains(flagfiles, tfds_dir):
   # training split (50,000 CIFAR images) cost 20 s a flagfile.
   trainer = training.Trainer(dataclasses.replace(cfg, run_dir='',
                                                  num_networks=2))
-  head = f'test[:{4 * cfg.batch_size}]'  # Enough for one batch of 5 classes.
-  batch = next(iter(data.load(cfg.dataset, head, cfg.batch_size,
-                              training=False, data_dir=tfds_dir,
-                              download=False)))
-  assert batch[0].shape[0] == cfg.batch_size
+  size = trainer.examples_per_step  # N x B with per-network batches.
+  head = f'test[:{4 * size}]'  # Enough for one batch of 5 classes.
+  batch = next(iter(data.load(cfg.dataset, head, size, training=False,
+                              data_dir=tfds_dir, download=False)))
+  assert batch[0].shape[0] == size
   for _ in range(2):
     losses = trainer.train_step(*batch)
   assert int(trainer.step.numpy()) == 2

@@ -53,6 +53,9 @@ def test_plan_covers_every_experiment_and_compares_baselines(tmp_path):
       os.path.join(tmp_path, n) for n in
       ('mnist', 'baseline_ensemble', 'baseline_mc_dropout',
        'baseline_variational', 'baseline_batch_ensemble')]
+  # A flagfile that extends another takes its --steps.
+  assert _flag(_stage('cifar5_diverse/train', stages), 'steps') == str(
+      reproduce.flagfile_steps('configs/cifar5.flags'))
   # Dataset shift: HyperGAN, deep ensemble, BatchEnsemble and MC dropout on
   # each shift dataset, ten members, one shared cache of corrupted sets.
   for suffix in ('', '_cifar5', '_cifar10'):
