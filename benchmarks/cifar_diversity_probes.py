@@ -46,6 +46,10 @@ PROBES = {
     # The levers that helped a column each, together.
     'per_network_batches_noise_0.1': ['--per_network_batches',
                                       '--weight_noise=0.1'],
+    # The cheaper generator heads of issue 31: what they do to accuracy
+    # and diversity.
+    'rank1_head': ['--head=rank1'],
+    'low_rank_head': ['--head=low_rank'],
 }
 _OUT = flags.DEFINE_string('out_dir', None, 'Where the probe runs go.',
                            required=True)
