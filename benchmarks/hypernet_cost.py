@@ -21,13 +21,11 @@ from absl import logging
 import tensorflow as tf
 
 from hypergan_tf import benchmark
-from hypergan_tf import hypernet
 from hypergan_tf import rundir
 
 _TARGET = flags.DEFINE_enum('target', 'cifar', ['cifar', 'cifar5', 'mnist'],
                             'Target network.')
-_HEADS = flags.DEFINE_list('heads', list(hypernet.HEADS),
-                           'Generator heads to time.')
+_HEADS = benchmark.define_heads_flag()
 _NETWORKS = flags.DEFINE_integer('num_networks', 8, 'HyperGAN networks per '
                                  'step.', lower_bound=1)
 _MEMBERS = flags.DEFINE_integer('num_members', 5, 'Conventional networks K.',
@@ -43,10 +41,6 @@ DATASETS = {'cifar': 'cifar10', 'cifar5': 'cifar5', 'mnist': 'mnist'}
 
 def main(argv):
   del argv
-  unknown = set(_HEADS.value) - set(hypernet.HEADS)
-  if unknown:
-    raise app.UsageError(f'Unknown --heads {sorted(unknown)}; choose from '
-                         f'{list(hypernet.HEADS)}.')
   common = dict(target=_TARGET.value, dataset=DATASETS[_TARGET.value],
                 repeats=_REPEATS.value)
   rows = [

@@ -12,34 +12,21 @@ discriminator) on zero gradients; and the input pipeline's time per batch
 two untimed ones. Run it on an idle machine; compare parts within a run.
 """
 
-import time
-
 from absl import app
 from absl import flags
 import tensorflow as tf
 
+from hypergan_tf import benchmark
 from hypergan_tf import config
 from hypergan_tf import data
-from hypergan_tf import hypernet
 from hypergan_tf import targets
 from hypergan_tf import training
 
 config.define_flags()
 flags.FLAGS.set_default('run_dir', 'unused')  # Nothing is written.
-_HEADS = flags.DEFINE_list('heads', ['full'], 'Generator heads to profile.')
+_HEADS = benchmark.define_heads_flag(default=('full',))
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per part.',
                                 lower_bound=1)
-
-
-def _median_s(fn, repeats: int) -> float:
-  for _ in range(2):
-    fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return sorted(times)[len(times) // 2]
 
 
 def _zero_update(optimizer, variables):
@@ -97,22 +84,20 @@ def profile(cfg: config.TrainConfig, repeats: int) -> dict[str, float]:
       ('discriminator', trainer.d_optimizer,
        hn.discriminator.trainable_variables)):
     parts[f'Adam update, {name}'] = _zero_update(optimizer, variables)
-  out = {name: _median_s(fn, repeats) for name, fn in parts.items()}
+  out = {name: benchmark.median_seconds(fn, 2, repeats)
+         for name, fn in parts.items()}
   dataset = iter(data.load(cfg.dataset, 'train', size, training=True,
                            seed=cfg.seed, augment=cfg.augment,
                            validation_size=cfg.validation_size,
                            data_dir=cfg.data_dir, download=False))
-  out['input pipeline, one batch'] = _median_s(lambda: next(dataset), repeats)
+  out['input pipeline, one batch'] = benchmark.median_seconds(
+      lambda: next(dataset), 2, repeats)
   out['hypernetwork parameters'] = sum(int(tf.size(v)) for v in hn.weights)
   return out
 
 
 def main(argv):
   del argv
-  unknown = set(_HEADS.value) - set(hypernet.HEADS)
-  if unknown:
-    raise app.UsageError(f'Unknown --heads {sorted(unknown)}; choose from '
-                         f'{list(hypernet.HEADS)}.')
   base = config.from_flags()
   results = {head: profile(config.TrainConfig(**{
       **base.to_dict(), 'head': head, 'pretrain_mixer_steps': 0,

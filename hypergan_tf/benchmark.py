@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from hypergan_tf import baselines
 from hypergan_tf import config as config_lib
+from hypergan_tf import hypernet
 from hypergan_tf import targets
 from hypergan_tf import training
 
@@ -31,7 +32,19 @@ def define_methods_flag() -> flags.FlagHolder:
   return holder
 
 
-def _time(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
+def define_heads_flag(default: tuple[str, ...] = hypernet.HEADS
+                      ) -> flags.FlagHolder:
+  """--heads: generator heads to time, checked when flags are parsed."""
+  holder = flags.DEFINE_list('heads', list(default),
+                             'Generator heads to time.')
+  flags.register_validator(
+      holder, lambda heads: set(heads) <= set(hypernet.HEADS),
+      f'--heads must be among {", ".join(hypernet.HEADS)}.')
+  return holder
+
+
+def median_seconds(fn: Callable[[], Any], warmup: int, repeats: int
+                   ) -> float:
   """Median seconds per call after warm-up (the first call traces)."""
   for _ in range(warmup):
     fn()
@@ -49,7 +62,7 @@ def matmul_gflops(size: int = 2048, dtype: str = 'float32',
   a = tf.random.uniform((size, size), dtype=tf.float32)
   a = tf.cast(a, dtype)
   matmul = tf.function(lambda: tf.matmul(a, a))
-  seconds = _time(lambda: matmul().numpy(), 2, repeats)
+  seconds = median_seconds(lambda: matmul().numpy(), 2, repeats)
   return 2 * size**3 / seconds / 1e9
 
 
@@ -75,10 +88,10 @@ def measure(num_networks: int, batch_size: int, method: str,
       pretrain_mixer_steps=0, warmup_steps=0, steps=10**6, **overrides)
   trainer = training.Trainer(cfg)
   images, labels = _batch(cfg.spec, trainer.examples_per_step)
-  step_s = _time(lambda: trainer.train_step(images, labels), warmup, repeats)
+  step_s = median_seconds(lambda: trainer.train_step(images, labels), warmup, repeats)
   images = images[:batch_size]
   params = trainer.sample_eval_params(num_networks)
-  infer_s = _time(lambda: trainer.logits(params, images).numpy(), warmup,
+  infer_s = median_seconds(lambda: trainer.logits(params, images).numpy(), warmup,
                   repeats)
   work = num_networks * batch_size
   flops = work * cfg.spec.flops_per_example
@@ -126,7 +139,7 @@ def measure_baseline(method: str, num_members: int, batch_size: int,
                                  **overrides)
   trainer = baselines.BaselineTrainer(cfg, num_train_examples=50_000)
   images, labels = _batch(cfg.spec, trainer.examples_per_step)
-  step_s = _time(lambda: trainer.train_step(images, labels), warmup, repeats)
+  step_s = median_seconds(lambda: trainer.train_step(images, labels), warmup, repeats)
   return {
       'method': method,
       'num_networks': num_members,

@@ -225,6 +225,13 @@ def _decoded(source: str, split: str, data_dir: str | None, download: bool,
                                     as_supervised=True, shuffle_files=False))
 
 
+def renumber(labels: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+  """Source labels, all among classes, as their positions 0..k-1 in it."""
+  lookup = np.zeros(max(classes) + 1, np.int64)
+  lookup[list(classes)] = np.arange(len(classes))
+  return lookup[labels]
+
+
 @functools.lru_cache(maxsize=8)
 def arrays(name: str, split: str, data_dir: str | None = None,
            download: bool = True, manual_dir: str | None = None,
@@ -262,9 +269,7 @@ def arrays(name: str, split: str, data_dir: str | None = None,
                             data_dir, download, manual_dir)
   if spec.classes is not None:
     keep = np.isin(labels, spec.classes)
-    renumber = np.zeros(max(spec.classes) + 1, np.int64)
-    renumber[list(spec.classes)] = np.arange(len(spec.classes))
-    images, labels = images[keep], renumber[labels[keep]]
+    images, labels = images[keep], renumber(labels[keep], spec.classes)
   if whole_train:
     train, validation = split_indices(labels, spec.train_size,
                                       validation_size)

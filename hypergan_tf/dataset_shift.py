@@ -33,7 +33,6 @@ from hypergan_tf import rundir
 from hypergan_tf.datasets import cifar10_c
 
 OUT_DIR = 'shift_eval'  # Under the run directory.
-METRICS = ('accuracy', 'nll', 'ece', 'entropy')
 # Training dataset -> (kind of shift, in-distribution classes of the
 # CIFAR-10 test set or None for all, whether the other classes are OOD).
 SHIFTS = {
@@ -83,10 +82,8 @@ def shifted_sets(dataset: str, data_dir: str | None, shift_data_dir: str,
   kind = shift_of(dataset)
   names = corruption_names or tuple(
       c for c in corruptions.CORRUPTIONS if c not in corruptions.UNAVAILABLE)
-  for name in names:
-    if name not in corruptions.CORRUPTIONS:
-      raise ValueError(f'Unknown corruption {name!r}; choose from '
-                       f'{", ".join(corruptions.CORRUPTIONS)}.')
+  for name in names:  # Before any work: the corrupted sets come last.
+    corruptions.check(name, corruptions.SEVERITIES[0])
   source = data.DATASETS[dataset].source
   split = f'test[:{num_examples}]' if num_examples else 'test'
   images, labels = data.arrays(source, split, data_dir, download=False)
@@ -174,10 +171,12 @@ def evaluate_shift(run_dir: str, num_networks: int = 10, seed: int = 0,
                               corruption_names):
     logits = _logits(model, params, shifted.images, batch_size)
     labels = shifted.labels
-    inside = (np.isin(labels, classes) if classes is not None
-              else np.ones(len(labels), bool))
-    scores = set_scores(logits[:, inside], _renumber(labels[inside],
-                                                     classes))
+    if classes is None:
+      inside, in_labels = np.ones(len(labels), bool), labels
+    else:
+      inside = np.isin(labels, classes)
+      in_labels = data.renumber(labels[inside], classes)
+    scores = set_scores(logits[:, inside], in_labels)
     if other_is_ood:
       scores['ood_auroc'] = metrics.ood_detection(
           evaluation.ensemble_entropy(logits[:, inside], num_networks),
@@ -209,16 +208,6 @@ def _logits(model, params, images: np.ndarray, batch_size: int
       np.asarray(model.logits(params, images[i:i + batch_size].astype(
           np.float32) / 255.0))
       for i in range(0, len(images), batch_size)], axis=1)
-
-
-def _renumber(labels: np.ndarray, classes: tuple[int, ...] | None
-              ) -> np.ndarray:
-  """Source labels as the run's classes 0..k-1."""
-  if classes is None:
-    return labels
-  lookup = np.zeros(max(classes) + 1, np.int32)
-  lookup[list(classes)] = np.arange(len(classes))
-  return lookup[labels]
 
 
 def read(run_dir: str) -> dict[str, Any]:

@@ -115,6 +115,25 @@ def _mlp(config: HyperNetConfig, input_dim: int, batch_norm: bool,
 _SECOND_MOMENT = {'relu': 0.5, 'elu': 0.65, 'leaky_relu': 0.5}
 
 
+def _head_dense(config: HyperNetConfig, units: int, name: str,
+                use_bias: bool = True) -> keras.layers.Dense:
+  """A Dense layer on the generator body whose outputs start at unit
+  variance (the body's features have the activation's second moment)."""
+  feature_power = (_SECOND_MOMENT.get(config.activation, 1.0)
+                   if config.hidden_layers else 1.0)
+  return keras.layers.Dense(
+      units, use_bias=use_bias, name=name,
+      kernel_initializer=keras.initializers.VarianceScaling(
+          1.0 / feature_power, 'fan_in', 'truncated_normal'))
+
+
+def _initial_scales(config: HyperNetConfig, fan_in: int
+                    ) -> tuple[float, float]:
+  """(kernel, bias) scales: kernels start at init_gain x He scale."""
+  kernel_scale = config.init_gain * math.sqrt(2.0 / fan_in)
+  return kernel_scale, 0.1 * kernel_scale
+
+
 class LayerGenerator(keras.Model):
   """Maps a layer code q_k to that layer's kernel and bias.
 
@@ -132,31 +151,21 @@ class LayerGenerator(keras.Model):
     self.kernel_size = math.prod(kernel_shape)
     self.body = _mlp(config, config.code_dim, config.batch_norm,
                      name='body')
-    feature_power = (
-        _SECOND_MOMENT.get(config.activation, 1.0)
-        if config.hidden_layers else 1.0)
     outputs = self.kernel_size + math.prod(bias_shape)
     if config.head == 'low_rank':
       # Unit-variance bottleneck features, then the usual unit-variance head.
       self.head = keras.Sequential([
           keras.Input((config.hidden_units if config.hidden_layers
                        else config.code_dim,)),
-          keras.layers.Dense(
-              config.head_rank, use_bias=False, name='head_factor',
-              kernel_initializer=keras.initializers.VarianceScaling(
-                  1.0 / feature_power, 'fan_in', 'truncated_normal')),
+          _head_dense(config, config.head_rank, 'head_factor',
+                      use_bias=False),
           keras.layers.Dense(
               outputs, name='head_basis',
               kernel_initializer=keras.initializers.VarianceScaling(
                   1.0, 'fan_in', 'truncated_normal'))], name='head')
     else:
-      self.head = keras.layers.Dense(
-          outputs,
-          kernel_initializer=keras.initializers.VarianceScaling(
-              1.0 / feature_power, 'fan_in', 'truncated_normal'),
-          name='head')
-    self.kernel_scale = config.init_gain * math.sqrt(2.0 / fan_in)
-    self.bias_scale = 0.1 * self.kernel_scale
+      self.head = _head_dense(config, outputs, 'head')
+    self.kernel_scale, self.bias_scale = _initial_scales(config, fan_in)
 
   def call(self, code: tf.Tensor, training: bool = False):
     out = self.head(self.body(code, training=training))
@@ -185,16 +194,9 @@ class Rank1Generator(keras.Model):
     self.num_in, self.num_out = kernel_shape[-2], kernel_shape[-1]
     self.body = _mlp(config, config.code_dim, config.batch_norm,
                      name='body')
-    feature_power = (
-        _SECOND_MOMENT.get(config.activation, 1.0)
-        if config.hidden_layers else 1.0)
-    self.head = keras.layers.Dense(
-        self.num_in + self.num_out + math.prod(bias_shape),
-        kernel_initializer=keras.initializers.VarianceScaling(
-            1.0 / feature_power, 'fan_in', 'truncated_normal'),
-        name='head')
-    self.kernel_scale = config.init_gain * math.sqrt(2.0 / fan_in)
-    self.bias_scale = 0.1 * self.kernel_scale
+    self.head = _head_dense(
+        config, self.num_in + self.num_out + math.prod(bias_shape), 'head')
+    self.kernel_scale, self.bias_scale = _initial_scales(config, fan_in)
     self.shared_kernel = self.add_weight(
         shape=self.kernel_shape, name='shared_kernel',
         initializer=keras.initializers.RandomNormal(
