@@ -8,9 +8,11 @@ Times every forward method in one run, the per-network loop included, so the
 speed-up is measured against the formulation it replaced; each point runs in
 a fresh process, so its peak memory is its own. Also reports the GFLOP/s of
 the target pass next to a large tf.matmul in float32 and bfloat16, and plots
-throughput against N. Run it on an idle machine.
+throughput against N. --heads times the cheaper generator heads beside the
+paper's. Run it on an idle machine.
 """
 
+import itertools
 import os
 import platform
 
@@ -29,6 +31,7 @@ _BATCHES = flags.DEFINE_list('batch_sizes', ['100'], 'Examples per step B.')
 _VARIANTS = flags.DEFINE_list('variants', ['base'], 'base (float32, no XLA), '
                               'xla (--jit_compile), mixed (--mixed_precision).')
 _METHODS = benchmark.define_methods_flag()
+_HEADS = benchmark.define_heads_flag(default=('full',))
 _TARGET = flags.DEFINE_enum('target', 'mnist', ['mnist', 'cifar'],
                             'Target network.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per point.',
@@ -57,26 +60,27 @@ def main(argv):
   print('tf.matmul 2048^2: ' + ', '.join(
       f'{dtype} {gflops:.0f} GFLOP/s' for dtype, gflops in peaks.items()))
   rows = []
-  print(f'{"N":>5} {"B":>5} {"method":>15} {"variant":>7} {"train s":>9} '
+  print(f'{"N":>5} {"B":>5} {"method":>15} {"head":>8} {"variant":>7} '
+        f'{"train s":>9} '
         f'{"train nxe/s":>12} {"infer s":>9} {"infer nxe/s":>12} '
         f'{"GFLOP/s":>8} {"peak GiB":>8}')
   for batch in map(int, _BATCHES.value):
     for n in map(int, _NETWORKS.value):
-      for method in _METHODS.value:
-        for variant in _VARIANTS.value:
-          row = benchmark.measure_isolated(
-              num_networks=n, batch_size=batch, method=method,
-              repeats=_REPEATS.value, target=_TARGET.value, dataset=dataset,
-              **VARIANTS[variant])
-          row['variant'] = variant
-          rows.append(row)
-          print(f'{n:>5} {batch:>5} {method:>15} {variant:>7} '
-                f'{row["train_step_s"]:>9.4f} '
-                f'{row["train_net_examples_per_s"]:>12.0f} '
-                f'{row["inference_s"]:>9.4f} '
-                f'{row["inference_net_examples_per_s"]:>12.0f} '
-                f'{row["inference_gflops"]:>8.1f} '
-                f'{row["peak_rss_gib"]:>8.2f}', flush=True)
+      for method, head, variant in itertools.product(
+          _METHODS.value, _HEADS.value, _VARIANTS.value):
+        row = benchmark.measure_isolated(
+            num_networks=n, batch_size=batch, method=method, head=head,
+            repeats=_REPEATS.value, target=_TARGET.value, dataset=dataset,
+            **VARIANTS[variant])
+        row['variant'] = variant
+        rows.append(row)
+        print(f'{n:>5} {batch:>5} {method:>15} {head:>8} {variant:>7} '
+              f'{row["train_step_s"]:>9.4f} '
+              f'{row["train_net_examples_per_s"]:>12.0f} '
+              f'{row["inference_s"]:>9.4f} '
+              f'{row["inference_net_examples_per_s"]:>12.0f} '
+              f'{row["inference_gflops"]:>8.1f} '
+              f'{row["peak_rss_gib"]:>8.2f}', flush=True)
   if _OUTPUT.value:
     rundir.write_json(_OUTPUT.value, {
         'rows': rows,

@@ -119,14 +119,15 @@ def throughput(rows: list[dict], path: str,
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   lines: dict[tuple, list] = {}
   for row in rows:
-    key = (row['method'], row.get('variant', 'base'), row['batch_size'])
+    key = (row['method'], row.get('head', 'full'), row.get('variant', 'base'),
+           row['batch_size'])
     lines.setdefault(key, []).append(row)
   for ax, kind in zip(axes, ('train', 'inference')):
-    for (method, variant, batch), points in sorted(lines.items()):
+    for (method, head, variant, batch), points in sorted(lines.items()):
       points = sorted(points, key=lambda r: r['num_networks'])
       ax.plot([r['num_networks'] for r in points],
               [r[f'{kind}_net_examples_per_s'] for r in points], 'o-',
-              label=f'{method} {variant} B={batch}')
+              label=f'{method} {head} head {variant} B={batch}')
     ax.set_xscale('log')
     ax.set_xlabel('sampled networks N')
     ax.set_ylabel('networks x examples / s')

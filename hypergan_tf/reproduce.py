@@ -59,6 +59,10 @@ EXPERIMENTS = (
     Experiment('cifar5_diverse', 'configs/cifar5_diverse.flags', shift=True),
     Experiment('cifar10_diverse', 'configs/cifar10_diverse.flags',
                shift=True),
+    # The low-rank head with per-network batches: the K = 5 ensemble's cost
+    # (issue 31).
+    Experiment('cifar5_fast', 'configs/cifar5_fast.flags', shift=True),
+    Experiment('cifar10_fast', 'configs/cifar10_fast.flags', shift=True),
     Experiment('baseline_ensemble', 'configs/baseline_ensemble.flags',
                baseline=True, adversarial=True, shift=True),
     Experiment('baseline_mc_dropout', 'configs/baseline_mc_dropout.flags',
@@ -313,7 +317,9 @@ def write_tables(runs_root: str) -> str:
     table4 += [
         (label, run(key), key),
         *([(f'{label}, diverse recipe (issue 30)', run(f'{key}_diverse'),
-            key)] if key in ('cifar5', 'cifar10') else []),
+            key),
+           (f'{label}, low-rank head, per-network batches (issue 31)',
+            run(f'{key}_fast'), key)] if key in ('cifar5', 'cifar10') else []),
         (f'{label}, conventional ensemble (K=5)',
          run(f'baseline_ensemble_{key}'), key),
         (f'{label}, conventional ensemble (K=5), no augmentation',
@@ -350,6 +356,8 @@ def write_tables(runs_root: str) -> str:
   for suffix, label in SHIFT_DATASETS:
     methods = {
         'HyperGAN': run(suffix[1:] or 'mnist'),
+        **({'HyperGAN, low-rank head': run(f'{suffix[1:]}_fast')}
+           if suffix else {}),
         f'Ensemble (K={10 if not suffix else 5})':
             run(f'baseline_ensemble{suffix}'),
         'BatchEnsemble (K=4)': run(f'baseline_batch_ensemble{suffix}'),
