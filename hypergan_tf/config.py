@@ -213,6 +213,10 @@ class TrainConfig(RunOptions, DataOptions):
       'the full head factorised through --head_rank units.',
       choices=hypernet.HEADS)
   head_rank: int = _field(64, "Bottleneck of --head=low_rank.", 1)
+  modes: int = _field(
+      1, 'Learned base networks, each initialised independently: a network '
+      "is its mode's base plus the generated parameters, its mode a "
+      'function of its input noise (hypergan_tf/modes.py). 1 = off.', 1)
   # 'loop' measured fastest on CPU for the train step at every N
   # (benchmarks/throughput.py, BUILD_NOTES.md); all methods agree exactly.
   forward_method: str = _field('loop', 'How conv layers batch over '
@@ -290,7 +294,7 @@ class TrainConfig(RunOptions, DataOptions):
 # Fields a checkpoint depends on: a run directory cannot change them.
 ARCHITECTURE_FIELDS = ('dataset', 'target', 'noise_dim', 'code_dim',
                        'hidden_units', 'hidden_layers', 'activation', 'head',
-                       'head_rank',
+                       'head_rank', 'modes',
                        'batch_norm', 'optimizer', 'standardize',
                        'validation_size')
 

@@ -75,9 +75,9 @@ class Generated(tf.Module):
   def draw(self, num_networks: tf.Tensor, seed: tf.Tensor | None = None
            ) -> tf.Tensor:
     shape = tf.stack([num_networks, self.hypernet.config.noise_dim])
-    if seed is None:
-      return tf.random.normal(shape)
-    return tf.random.stateless_normal(shape, tf.stack([seed, 0]))
+    noise = (tf.random.normal(shape) if seed is None else
+             tf.random.stateless_normal(shape, tf.stack([seed, 0])))
+    return self.hypernet.stratify(noise)
 
   def networks(self, noise: tf.Tensor) -> targets.Params:
     return self.hypernet.networks(noise)

@@ -15,6 +15,7 @@ import math
 import keras
 import tensorflow as tf
 
+from hypergan_tf import modes as modes_lib
 from hypergan_tf import targets
 
 
@@ -54,6 +55,11 @@ class HyperNetConfig:
       parameters of all networks lie in a head_rank-dimensional affine
       subspace of the layer's parameters.
     head_rank: the bottleneck of the 'low_rank' head.
+    modes: learned base networks (`modes.py`): a network is its mode's base
+      plus the generated parameters, its mode a function of its input
+      noise. 1 = the plain generator. With more, generated and base kernels
+      each start at 1/sqrt(2) of the intended scale, so their sum starts at
+      it.
   """
   noise_dim: int = 256
   code_dim: int = 64
@@ -65,6 +71,7 @@ class HyperNetConfig:
   weight_noise: float = 0.0
   head: str = 'full'
   head_rank: int = 64
+  modes: int = 1
 
   def __post_init__(self):
     if self.head not in HEADS:
@@ -72,6 +79,8 @@ class HyperNetConfig:
                        f'{list(HEADS)}.')
     if self.head_rank < 1:
       raise ValueError(f'head_rank must be positive, got {self.head_rank}.')
+    if self.modes < 1:
+      raise ValueError(f'modes must be >= 1, got {self.modes}.')
     for name in ('noise_dim', 'code_dim', 'hidden_units'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be positive, got '
@@ -129,8 +138,10 @@ def _head_dense(config: HyperNetConfig, units: int, name: str,
 
 def _initial_scales(config: HyperNetConfig, fan_in: int
                     ) -> tuple[float, float]:
-  """(kernel, bias) scales: kernels start at init_gain x He scale."""
-  kernel_scale = config.init_gain * math.sqrt(2.0 / fan_in)
+  """(kernel, bias) scales: kernels start at init_gain x He scale (with
+  modes, shared half and half with the modes' base kernels)."""
+  kernel_scale = config.init_gain * math.sqrt(
+      (2.0 if config.modes == 1 else 1.0) / fan_in)
   return kernel_scale, 0.1 * kernel_scale
 
 
@@ -242,6 +253,10 @@ class HyperNetwork(keras.Model):
       setattr(self, f'generator_{i}',
               GENERATORS[config.head](config, k, b, fan_in,
                                       name=f'generator_{i}'))
+    self.mode_offsets = (modes_lib.ModeOffsets(
+        config.modes, spec.param_shapes,
+        [g.kernel_scale for g in self.generators], name='mode_offsets')
+                         if config.modes > 1 else None)
     self.discriminator = keras.Sequential(
         [_mlp(config, config.code_dim, batch_norm=False,
               name='discriminator_body'),
@@ -259,9 +274,12 @@ class HyperNetwork(keras.Model):
 
   @property
   def layer_generator_variables(self) -> list[tf.Variable]:
-    """Trainable variables of the per-layer generators."""
+    """Trainable variables of the per-layer generators (and of the modes'
+    base networks)."""
     return [v for generator in self.generators
-            for v in generator.trainable_variables]
+            for v in generator.trainable_variables] + (
+                list(self.mode_offsets.trainable_variables)
+                if self.mode_offsets else [])
 
   @property
   def generator_variables(self) -> list[tf.Variable]:
@@ -280,15 +298,19 @@ class HyperNetwork(keras.Model):
 
     Args:
       noise: the input noise [n, noise_dim] the codes came from; needed
-        (and only used) for the noise floor (`weight_noise`).
+        (and only used) for the modes and the noise floor (`weight_noise`).
     """
     params = [generator(codes[:, i], training=training)
               for i, generator in enumerate(self.generators)]
-    if not self.config.weight_noise:
+    if not (self.mode_offsets or self.config.weight_noise):
       return params
     if noise is None:
-      raise ValueError('This hypernetwork has a noise floor (weight_noise): '
-                       'pass the input noise to generate().')
+      raise ValueError('This hypernetwork has modes or a noise floor '
+                       '(weight_noise): pass the input noise to generate().')
+    if self.mode_offsets:
+      params = self.mode_offsets(params, noise)
+    if not self.config.weight_noise:
+      return params
     return self._perturb(params, noise)
 
   def _perturb(self, params, noise: tf.Tensor):
@@ -324,7 +346,11 @@ class HyperNetwork(keras.Model):
     shape = [n, self.config.noise_dim]
     noise = (seed.normal(shape) if seed is not None
              else tf.random.normal(shape))
-    return self.networks(noise, training)
+    return self.networks(self.stratify(noise), training)
+
+  def stratify(self, noise: tf.Tensor) -> tf.Tensor:
+    """A draw's noise with its networks spread evenly over the modes."""
+    return modes_lib.stratify(noise, self.config.modes)
 
   def networks(self, noise: tf.Tensor, training: bool = False):
     """Parameters of the networks of input noise [n, noise_dim]."""

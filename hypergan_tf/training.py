@@ -318,7 +318,8 @@ class Trainer:
   def _distributed_step(self, images, labels):
     """Draws the step's noise once, runs every replica, sums the losses."""
     cfg = self.cfg
-    noise = self.rng.normal([cfg.num_networks, cfg.noise_dim])
+    noise = self.hypernet.stratify(
+        self.rng.normal([cfg.num_networks, cfg.noise_dim]))
     prior = self.rng.normal(
         [cfg.num_networks * self.hypernet.num_codes, cfg.code_dim])
     per_replica = self.strategy.run(self._replica_step,

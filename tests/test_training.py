@@ -103,11 +103,13 @@ def test_train_step_lowers_loss_on_fixed_batch(batch):
   assert int(trainer.step.numpy()) == 25
 
 
-@pytest.mark.parametrize('head', ['full', 'rank1'])
+@pytest.mark.parametrize('model', [{'head': 'full'}, {'head': 'rank1'},
+                                   {'head': 'low_rank', 'modes': 2}],
+                         ids=['full', 'rank1', 'low_rank_modes'])
 def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path,
-                                                        head):
+                                                        model):
   images, labels = batch
-  cfg = _cfg(str(tmp_path), batch_size=32, head=head)
+  cfg = _cfg(str(tmp_path), batch_size=32, **model)
   first = training.Trainer(cfg)
   for _ in range(3):
     first.train_step(images, labels)
@@ -127,6 +129,16 @@ def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path,
   a = first.train_step(images, labels)
   b = second.train_step(images, labels)
   assert a == b
+
+
+def test_every_modes_base_network_trains_every_step(batch):
+  images, labels = batch
+  trainer = training.Trainer(_cfg(batch_size=32, modes=2, weight_decay=0.0))
+  bases = trainer.hypernet.mode_offsets.kernel_0
+  before = bases.numpy()
+  trainer.train_step(images, labels)
+  moved = np.abs(bases.numpy() - before).reshape(2, -1).max(axis=1)
+  assert np.all(moved > 0), moved
 
 
 def test_corrupt_checkpoint_gives_clear_error(batch, tmp_path):

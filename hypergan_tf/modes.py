@@ -1,0 +1,79 @@
+"""Modes: independently initialised base networks under the generator.
+
+Why: E_z[task loss of G(z)] is minimised by one network for every z, so a
+smooth generator's networks close in on one function as training goes on
+(BUILD_NOTES.md, "Diversity on natural images"), while a deep ensemble's
+members stay in the different basins their random initialisations put them
+in. With K modes, a generated network is a learned base network of its mode
+(randomly initialised, one per mode) plus what the generator emits: the
+modes keep the networks apart the way a deep ensemble's initialisations do,
+and the generator adds the variation within a mode.
+
+A network's mode is a function of its input noise s, floor(K Phi(s_0)), so
+the same s gives the same network on every path (training, evaluation,
+export); s_0 ~ N(0, 1) picks the modes uniformly. `stratify` moves s_0 into
+the stratum of mode n mod K for the n-th of a draw, so a draw of N networks
+covers the modes evenly (every step trains every mode when N >= K) and s_0
+stays N(0, 1) over a draw whose size is a multiple of K.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+# Keeps Phi(s_0) off 0 and 1, where its inverse is infinite.
+_EDGE = 1e-4
+
+
+def _cdf(x: tf.Tensor) -> tf.Tensor:
+  return 0.5 * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
+def mode_index(noise: tf.Tensor, modes: int) -> tf.Tensor:
+  """The mode [n] (int32) of networks of input noise [n, noise_dim]."""
+  index = tf.cast(tf.floor(_cdf(noise[:, 0]) * modes), tf.int32)
+  return tf.clip_by_value(index, 0, modes - 1)
+
+
+def stratify(noise: tf.Tensor, modes: int) -> tf.Tensor:
+  """Noise whose n-th row is in mode n mod modes; the other values kept."""
+  if modes == 1:
+    return noise
+  u = tf.clip_by_value(_cdf(noise[:, 0]), _EDGE, 1.0 - _EDGE)
+  mode = tf.cast(tf.range(tf.shape(noise)[0]) % modes, noise.dtype)
+  first = tf.math.ndtri((mode + u) / modes)
+  return tf.concat([first[:, None], noise[:, 1:]], axis=1)
+
+
+class ModeOffsets(keras.layers.Layer):
+  """One learned base network per mode, added to the generated parameters.
+
+  Base kernels start like independently initialised networks (normal, the
+  given per-layer scale), base biases at zero.
+  """
+
+  def __init__(self, modes: int, param_shapes, kernel_scales, **kwargs):
+    super().__init__(**kwargs)
+    self.modes = modes
+    self.num_layers = len(param_shapes)
+    # Attributes, not a list: tf.train.Checkpoint does not see Keras' lists.
+    for i, ((kernel, bias), scale) in enumerate(zip(param_shapes,
+                                                    kernel_scales)):
+      setattr(self, f'kernel_{i}', self.add_weight(
+          shape=(modes, *kernel), name=f'kernel_{i}',
+          initializer=keras.initializers.RandomNormal(stddev=scale)))
+      setattr(self, f'bias_{i}', self.add_weight(
+          shape=(modes, *bias), name=f'bias_{i}', initializer='zeros'))
+
+  def call(self, params, noise: tf.Tensor):
+    index = mode_index(noise, self.modes)
+    out = []
+    for i, (kernel, bias) in enumerate(params):
+      base_kernel = tf.gather(getattr(self, f'kernel_{i}'), index)
+      base_bias = tf.gather(getattr(self, f'bias_{i}'), index)
+      out.append((kernel + tf.cast(base_kernel, kernel.dtype),
+                  bias + tf.cast(base_bias, bias.dtype)))
+    return out

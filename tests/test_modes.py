@@ -1,0 +1,77 @@
+"""Modes: stratified draws, one base network per mode, the initial scale."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hypergan_tf import hypernet
+from hypergan_tf import modes
+from hypergan_tf import targets
+
+SMALL = hypernet.HyperNetConfig(noise_dim=16, code_dim=8, hidden_units=64,
+                                hidden_layers=2, modes=3)
+
+
+def test_stratify_spreads_a_draw_over_the_modes_and_keeps_the_rest():
+  noise = tf.random.stateless_normal([12, 5], [0, 1])
+  stratified = modes.stratify(noise, 3)
+  np.testing.assert_array_equal(modes.mode_index(stratified, 3),
+                                np.arange(12) % 3)
+  np.testing.assert_array_equal(stratified[:, 1:], noise[:, 1:])
+  assert modes.stratify(noise, 1) is noise
+
+
+def test_stratified_first_value_stays_standard_normal():
+  noise = tf.random.stateless_normal([30_000, 2], [0, 2])
+  first = modes.stratify(noise, 5)[:, 0].numpy()
+  assert np.all(np.isfinite(first))
+  assert abs(first.mean()) < 0.03 and abs(first.std() - 1.0) < 0.03
+  # Extreme inputs stay finite and in their stratum.
+  extreme = tf.constant([[-40.0], [40.0], [-40.0], [40.0]])
+  np.testing.assert_array_equal(
+      modes.mode_index(modes.stratify(extreme, 4), 4), [0, 1, 2, 3])
+
+
+def test_a_network_is_its_modes_base_plus_the_generated_part():
+  hn = hypernet.HyperNetwork(targets.get_target('toy_regression'), SMALL)
+  noise = hn.stratify(tf.random.stateless_normal([6, 16], [0, 0]))
+  kernels = hn.networks(noise)[0][0].numpy()
+  generated = hn.generators[0](hn.codes(noise)[:, 0])[0].numpy()
+  base = hn.mode_offsets.kernel_0.numpy()
+  np.testing.assert_allclose(kernels, generated + base[np.arange(6) % 3],
+                             rtol=1e-5, atol=1e-6)
+  # The modes' bases differ like independently initialised networks.
+  assert np.std(base[0] - base[1]) > 0.5 * np.std(base[0])
+
+
+def test_modes_start_at_the_intended_scale_and_train():
+  spec = targets.get_target('mnist')
+  config = hypernet.HyperNetConfig(noise_dim=32, code_dim=16,
+                                   hidden_units=128, modes=4)
+  hn = hypernet.HyperNetwork(spec, config)
+  params = hn.sample(64, tf.random.Generator.from_seed(0), training=True)
+  for (kernel, _), fan_in in zip(params, spec.fan_ins):
+    he_std = (2.0 / fan_in)**0.5
+    assert 0.6 * he_std < float(tf.math.reduce_std(kernel)) < 1.6 * he_std
+  # The base networks are trained with the generators.
+  names = {v.path for v in hn.layer_generator_variables}
+  assert {v.path for v in hn.mode_offsets.trainable_variables} <= names
+
+
+def test_one_mode_is_the_plain_generator():
+  hn = hypernet.HyperNetwork(targets.get_target('toy_regression'),
+                             dataclasses.replace(SMALL, modes=1))
+  assert hn.mode_offsets is None
+  noise = tf.random.stateless_normal([4, 16], [3, 0])
+  assert hn.stratify(noise) is noise
+
+
+def test_modes_need_the_noise_and_a_positive_count():
+  hn = hypernet.HyperNetwork(targets.get_target('toy_regression'), SMALL)
+  codes = hn.codes(tf.zeros([2, 16]))
+  with pytest.raises(ValueError, match='pass the input noise'):
+    hn.generate(codes)
+  with pytest.raises(ValueError, match='modes must be >= 1'):
+    dataclasses.replace(SMALL, modes=0)
