@@ -40,6 +40,7 @@ def script_steps_per_second(cfg: config.TrainConfig, steps: int) -> float:
   with tempfile.TemporaryDirectory() as run_dir:
     training.train(dataclasses.replace(
         cfg, run_dir=run_dir, steps=steps, log_every=WINDOW,
+        warmup_steps=min(cfg.warmup_steps, steps - 1),
         eval_every=10 * steps, checkpoint_every=10 * steps,
         final_eval_networks=10))
     tag = 'train/steps_per_second'

@@ -327,13 +327,14 @@ def crop_flip(images: tf.Tensor, seed: tf.Tensor, padding: int = 4
       tf.random.experimental.stateless_split(seed, 2))
   offsets = tf.random.stateless_uniform([b, 2], crop_seed, 0, 2 * padding + 1,
                                         dtype=tf.int32)
-  rows = offsets[:, :1] + tf.range(h)[None]
-  cols = offsets[:, 1:] + tf.range(w)[None]
-  cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols,
-                      axis=2, batch_dims=1)
   flip = tf.random.stateless_uniform([b], flip_seed) < 0.5
-  return tf.where(flip[:, None, None, None], tf.reverse(cropped, [2]),
-                  cropped)
+  rows = offsets[:, :1] + tf.range(h)[None]
+  # A flipped image reads its crop's columns right to left: one gather
+  # crops and flips.
+  cols = offsets[:, 1:] + tf.where(flip[:, None], tf.range(w - 1, -1, -1),
+                                   tf.range(w))
+  return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols,
+                   axis=2, batch_dims=1)
 
 
 AUGMENTATIONS = {'crop_flip': crop_flip}
@@ -399,8 +400,7 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
   else:
     ds = tf.data.Dataset.from_tensor_slices((examples, labels))
     ds = ds.batch(batch_size)
-  ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE)
-  if augmentation:
+  if augmentation:  # Before _normalise: uint8 images are 4x less to move.
     transform = AUGMENTATIONS[augmentation]
     stream = tf.constant([seed, _AUGMENT_STREAM], tf.int64)
     ds = ds.enumerate(start_batch).map(
@@ -408,6 +408,7 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
                                        stateless_fold_in(stream, step)),
                              batch[1]),
         num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -192,6 +192,25 @@ def test_crop_flip_shifts_and_mirrors_within_the_padding():
   assert unflipped < len(out)  # Not every image left as it was.
 
 
+def test_crop_flip_of_uint8_is_the_drawn_window_mirrored_when_drawn():
+  """One gather crops and flips: equal to cropping, then mirroring."""
+  images = tf.cast(tf.random.stateless_uniform([16, 32, 32, 3], [0, 1], 0,
+                                               256, tf.int32), tf.uint8)
+  seed = tf.constant([5, 9], tf.int64)
+  out = data.crop_flip(images, seed).numpy()
+  assert out.dtype == np.uint8
+  crop_seed, flip_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2))
+  offsets = tf.random.stateless_uniform([16, 2], crop_seed, 0, 9,
+                                        dtype=tf.int32).numpy()
+  flips = (tf.random.stateless_uniform([16], flip_seed) < 0.5).numpy()
+  padded = np.pad(images.numpy(), [[0, 0], [4, 4], [4, 4], [0, 0]])
+  for i, ((r, c), flip) in enumerate(zip(offsets, flips)):
+    window = padded[i, r:r + 32, c:c + 32]
+    np.testing.assert_array_equal(out[i], window[:, ::-1] if flip else window)
+  assert 0 < flips.sum() < 16
+
+
 def test_validation_is_disjoint_stratified_and_fixed(tfds_dir):
   full, _ = data.arrays('cifar5', 'train', tfds_dir)
   labels = data.arrays('cifar5', 'train', tfds_dir)[1]
