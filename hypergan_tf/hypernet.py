@@ -279,7 +279,7 @@ class HyperNetwork(keras.Model):
     return [v for generator in self.generators
             for v in generator.trainable_variables] + (
                 list(self.mode_offsets.trainable_variables)
-                if self.mode_offsets else [])
+                if self.mode_offsets is not None else [])
 
   @property
   def generator_variables(self) -> list[tf.Variable]:
@@ -302,16 +302,15 @@ class HyperNetwork(keras.Model):
     """
     params = [generator(codes[:, i], training=training)
               for i, generator in enumerate(self.generators)]
-    if not (self.mode_offsets or self.config.weight_noise):
-      return params
-    if noise is None:
+    has_modes = self.mode_offsets is not None
+    if noise is None and (has_modes or self.config.weight_noise):
       raise ValueError('This hypernetwork has modes or a noise floor '
                        '(weight_noise): pass the input noise to generate().')
-    if self.mode_offsets:
+    if has_modes:
       params = self.mode_offsets(params, noise)
-    if not self.config.weight_noise:
-      return params
-    return self._perturb(params, noise)
+    if self.config.weight_noise:
+      params = self._perturb(params, noise)
+    return params
 
   def _perturb(self, params, noise: tf.Tensor):
     """params + weight_noise x scale x eps, eps seeded by each network's s."""
