@@ -22,7 +22,6 @@ import numpy as np
 
 from hypergan_tf import benchmark
 from hypergan_tf import config
-from hypergan_tf import data
 from hypergan_tf import rundir
 from hypergan_tf import training
 
@@ -53,10 +52,7 @@ def bare_step_seconds(cfg: config.TrainConfig, repeats: int
   """Seconds of one train step on a fixed batch, and of one input batch."""
   cfg = dataclasses.replace(cfg, run_dir='', pretrain_mixer_steps=0)
   trainer = training.Trainer(cfg)
-  batches = iter(data.load(
-      cfg.dataset, 'train', trainer.examples_per_step, training=True,
-      seed=cfg.seed, augment=cfg.augment, validation_size=cfg.validation_size,
-      data_dir=cfg.data_dir, download=False))
+  batches = benchmark.training_batches(cfg, trainer.examples_per_step)
   images, labels = next(batches)
   step_s = benchmark.median_seconds(
       lambda: trainer.train_step(images, labels), 2, repeats)

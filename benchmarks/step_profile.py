@@ -18,7 +18,6 @@ import tensorflow as tf
 
 from hypergan_tf import benchmark
 from hypergan_tf import config
-from hypergan_tf import data
 from hypergan_tf import targets
 from hypergan_tf import training
 
@@ -86,10 +85,7 @@ def profile(cfg: config.TrainConfig, repeats: int) -> dict[str, float]:
     parts[f'Adam update, {name}'] = _zero_update(optimizer, variables)
   out = {name: benchmark.median_seconds(fn, 2, repeats)
          for name, fn in parts.items()}
-  dataset = iter(data.load(cfg.dataset, 'train', size, training=True,
-                           seed=cfg.seed, augment=cfg.augment,
-                           validation_size=cfg.validation_size,
-                           data_dir=cfg.data_dir, download=False))
+  dataset = benchmark.training_batches(cfg, size)
   out['input pipeline, one batch'] = benchmark.median_seconds(
       lambda: next(dataset), 2, repeats)
   out['hypernetwork parameters'] = sum(int(tf.size(v)) for v in hn.weights)

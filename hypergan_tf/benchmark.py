@@ -10,13 +10,14 @@ from __future__ import annotations
 import multiprocessing
 import resource
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from absl import flags
 import tensorflow as tf
 
 from hypergan_tf import baselines
 from hypergan_tf import config as config_lib
+from hypergan_tf import data
 from hypergan_tf import hypernet
 from hypergan_tf import targets
 from hypergan_tf import training
@@ -56,6 +57,15 @@ def median_seconds(fn: Callable[[], Any], warmup: int, repeats: int
   return sorted(times)[len(times) // 2]
 
 
+def training_batches(cfg: config_lib.TrainConfig, size: int
+                     ) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+  """Batches of size images as cfg's training reads them (augmented)."""
+  return iter(data.load(cfg.dataset, 'train', size, training=True,
+                        seed=cfg.seed, augment=cfg.augment,
+                        validation_size=cfg.validation_size,
+                        data_dir=cfg.data_dir, download=False))
+
+
 def matmul_gflops(size: int = 2048, dtype: str = 'float32',
                   repeats: int = 5) -> float:
   """GFLOP/s of one large square tf.matmul: the machine's practical peak."""
@@ -88,11 +98,12 @@ def measure(num_networks: int, batch_size: int, method: str,
       pretrain_mixer_steps=0, warmup_steps=0, steps=10**6, **overrides)
   trainer = training.Trainer(cfg)
   images, labels = _batch(cfg.spec, trainer.examples_per_step)
-  step_s = median_seconds(lambda: trainer.train_step(images, labels), warmup, repeats)
+  step_s = median_seconds(lambda: trainer.train_step(images, labels), warmup,
+                          repeats)
   images = images[:batch_size]
   params = trainer.sample_eval_params(num_networks)
-  infer_s = median_seconds(lambda: trainer.logits(params, images).numpy(), warmup,
-                  repeats)
+  infer_s = median_seconds(lambda: trainer.logits(params, images).numpy(),
+                           warmup, repeats)
   work = num_networks * batch_size
   flops = work * cfg.spec.flops_per_example
   return {
@@ -139,7 +150,8 @@ def measure_baseline(method: str, num_members: int, batch_size: int,
                                  **overrides)
   trainer = baselines.BaselineTrainer(cfg, num_train_examples=50_000)
   images, labels = _batch(cfg.spec, trainer.examples_per_step)
-  step_s = median_seconds(lambda: trainer.train_step(images, labels), warmup, repeats)
+  step_s = median_seconds(lambda: trainer.train_step(images, labels), warmup,
+                          repeats)
   return {
       'method': method,
       'num_networks': num_members,

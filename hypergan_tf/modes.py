@@ -58,7 +58,6 @@ class ModeOffsets(keras.layers.Layer):
   def __init__(self, modes: int, param_shapes, kernel_scales, **kwargs):
     super().__init__(**kwargs)
     self.modes = modes
-    self.num_layers = len(param_shapes)
     # Attributes, not a list: tf.train.Checkpoint does not see Keras' lists.
     for i, ((kernel, bias), scale) in enumerate(zip(param_shapes,
                                                     kernel_scales)):
