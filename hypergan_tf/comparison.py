@@ -4,8 +4,9 @@ Reads what the other tools wrote into each run directory and computes
 nothing itself:
 - `config.json` (scripts/train.py or scripts/train_baseline.py): the method;
 - `results.json`: training wall time;
-- `eval/metrics.json` (scripts/evaluate.py): accuracy, NLL, ECE, notMNIST
-  AUROC and the per-layer weight norms (diversity, paper Table 3);
+- `eval/metrics.json` (scripts/evaluate.py): accuracy, NLL, ECE,
+  disagreement, mutual information, the AUROC of every OOD set scored and
+  the per-layer weight norms (diversity, paper Table 3);
 - `adversarial/metrics.json` (scripts/adversarial.py): detection rates at
   5% false-positive rate by ensemble entropy, on a freshly sampled ensemble
   (`adv/<attack>_eps<eps>_detection_n<N>`) and on the attacked ensemble
@@ -13,7 +14,8 @@ nothing itself:
 - `shift_eval/metrics.json` (scripts/evaluate.py --shift): cA, cNLL, cECE,
   the means over every shifted test set (CIFAR-10-C, rotated MNIST).
 A file or key that is missing shows as '—', so a table can be made before
-every evaluation has run.
+every evaluation has run; a run with fewer members than a row's ensemble
+shows the ensemble of all of them, marked with their number.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ METHOD_NAMES = {'hypergan': 'HyperGAN', 'ensemble': 'Ensemble',
 ATTACK_ORDER = ('fgsm', 'pgd')
 _ADV_KEY = re.compile(
     r'^adv/(?P<attack>\w+?)_eps(?P<eps>[0-9.e+-]+)_detection_n(?P<n>\d+)$')
+_SIZED_KEY = re.compile(r'^(?P<metric>.+)_n(?P<n>\d+)$')
+_OOD_KEY = re.compile(r'^ood/(?P<set>\w+)_auroc_n\d+$')
+OOD_SET_NAMES = {'not_mnist': 'notMNIST',
+                 'cifar5_ood': 'CIFAR-10 classes 5-9 (CIFAR-5 OOD)'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +119,35 @@ def _pm(mean: Any, std: Any, kind: str) -> str:
   return text
 
 
-def _pair(first: Any, second: Any, kind: str) -> str:
+def _pair(first: str, second: str) -> str:
   """'first / second', or '—' when both are missing."""
-  if _number(first) is None and _number(second) is None:
+  if first == MISSING and second == MISSING:
     return MISSING
-  return f'{_fmt(first, kind)} / {_fmt(second, kind)}'
+  return f'{first} / {second}'
+
+
+def _sized(metrics: dict[str, Any], metric: str, n: int, kind: str) -> str:
+  """metric of the ensemble of n members, formatted.
+
+  A run with fewer than n members shows its ensemble of all of them, marked
+  with their number ('99.11 (4)': a K = 4 BatchEnsemble in a 10-member
+  row), so baselines of any K share one table.
+  """
+  sizes = [int(m['n']) for key in metrics
+           if (m := _SIZED_KEY.match(key)) and m['metric'] == metric]
+  if n in sizes:
+    return _fmt(metrics[f'{metric}_n{n}'], kind)
+  if sizes and max(sizes) < n:
+    text = _fmt(metrics[f'{metric}_n{max(sizes)}'], kind)
+    return text if text == MISSING else f'{text} ({max(sizes)})'
+  return MISSING
+
+
+def ood_sets(runs: list[Run]) -> list[str]:
+  """The OOD sets any run's evaluation scored, sorted."""
+  return sorted({m['set'] for run in runs for key in run.eval
+                 if (m := _OOD_KEY.match(key))
+                 and not m['set'].endswith('_mi')})
 
 
 def adversarial_settings(runs: list[Run], members: int,
@@ -148,23 +178,30 @@ def rows(runs: list[Run], members: int = 10,
          ) -> list[tuple[str, Callable[[Run], str]]]:
   """(row name, cell of a run) of every row of the table."""
   n = members
+  sized = lambda metric, kind: lambda r: _sized(r.eval, metric, n, kind)
   out: list[tuple[str, Callable[[Run], str]]] = [
       ('Test accuracy (%), 1 member (mean ± std over members)',
        lambda r: _pm(r.eval.get('test/accuracy_n1'),
                      r.eval.get('test/accuracy_n1_std'), 'percent')),
   ]
-  for k in (5, 10):
+  for k in (5, 10, 100):
     out.append((f'Test accuracy (%), {k} members',
-                lambda r, k=k: _fmt(r.eval.get(f'test/accuracy_n{k}'),
-                                    'percent')))
+                lambda r, k=k: _sized(r.eval, 'test/accuracy', k,
+                                      'percent')))
   out += [
-      (f'Test NLL, {n} members',
-       lambda r: _fmt(r.eval.get(f'test/nll_n{n}'), '4')),
-      (f'Test ECE, {n} members',
-       lambda r: _fmt(r.eval.get(f'test/ece_n{n}'), '4')),
-      (f'notMNIST AUROC (entropy), {n} members',
-       lambda r: _fmt(r.eval.get(f'ood/not_mnist_auroc_n{n}'), '3')),
+      (f'Test NLL, {n} members', sized('test/nll', '4')),
+      (f'Test ECE, {n} members', sized('test/ece', '4')),
+      (f'Test disagreement of two members (%), {n} members',
+       sized('test/disagreement', 'percent')),
+      (f'Test mutual information, {n} members',
+       sized('test/mutual_information', '4')),
   ]
+  for ood in ood_sets(runs):
+    name = OOD_SET_NAMES.get(ood, ood)
+    out += [(f'{name} AUROC (entropy), {n} members',
+             sized(f'ood/{ood}_auroc', '3')),
+            (f'{name} AUROC (mutual information), {n} members',
+             sized(f'ood/{ood}_mi_auroc', '3'))]
   settings = adversarial_settings(runs, n, epsilons) or [
       (attack, None) for attack in ATTACK_ORDER]
   for attack, eps in settings:
@@ -172,8 +209,8 @@ def rows(runs: list[Run], members: int = 10,
     key = f'adv/{attack}_eps{eps}_detection'
     out.append((f'{what} detected at 5% FPR (%), {n} members: fresh / '
                 'attacked', lambda r, key=key: _pair(
-                    r.adversarial.get(f'{key}_n{n}'),
-                    r.adversarial.get(f'{key}_attacked_n{n}'), 'percent')))
+                    _sized(r.adversarial, key, n, 'percent'),
+                    _sized(r.adversarial, f'{key}_attacked', n, 'percent'))))
   for key, name, kind in (('cA', 'accuracy (%)', 'percent'),
                           ('cNLL', 'NLL', '4'), ('cECE', 'ECE', '4')):
     out.append((f'Under shift: {key}, mean {name} over shifted test sets',

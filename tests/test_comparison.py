@@ -70,6 +70,38 @@ def test_table_reads_every_file_and_dashes_what_is_missing(runs):
   assert f'HyperGAN = `{runs[0]}` (step 8000)' in text
 
 
+def test_a_smaller_ensemble_shows_all_its_members(runs, tmp_path):
+  batch_ensemble = tmp_path / 'batch_ensemble'
+  _write(batch_ensemble / 'config.json',
+         {'method': 'batch_ensemble', 'num_members': 4})
+  _write(batch_ensemble / 'eval' / 'metrics.json', {
+      'test/accuracy_n1': 0.8, 'test/accuracy_n4': 0.85,
+      'test/nll_n4': 0.41, 'test/disagreement_n4': 0.125,
+      'test/mutual_information_n4': 0.05,
+      'ood/cifar5_ood_auroc_n4': 0.7, 'ood/cifar5_ood_mi_auroc_n4': 0.65})
+  _write(batch_ensemble / 'adversarial' / 'metrics.json', {
+      'adv/fgsm_eps0.1_detection_attacked_n4': 0.25})
+  text = comparison.compare(runs + [str(batch_ensemble)])
+  assert text.splitlines()[0] == (
+      '| metric | HyperGAN | Ensemble (K=10) | BatchEnsemble (K=4) |')
+  assert _cells(text, '| Test accuracy (%), 5 members') == [
+      '99.20', '—', '85.00 (4)']
+  assert _cells(text, '| Test accuracy (%), 100 members') == [
+      '99.25 (10)', '99.31 (10)', '85.00 (4)']
+  assert _cells(text, '| Test NLL, 10 members') == ['0.0346', '—',
+                                                    '0.4100 (4)']
+  assert _cells(text, '| Test disagreement') == ['—', '—', '12.50 (4)']
+  assert _cells(text, '| Test mutual information') == ['—', '—', '0.0500 (4)']
+  # Every OOD set any run scored gets its rows, by entropy and by MI.
+  assert _cells(text, '| CIFAR-10 classes 5-9 (CIFAR-5 OOD) AUROC (entropy)'
+                ) == ['—', '—', '0.700 (4)']
+  assert _cells(text, '| CIFAR-10 classes 5-9 (CIFAR-5 OOD) AUROC (mutual'
+                ) == ['—', '—', '0.650 (4)']
+  assert _cells(text, '| notMNIST AUROC (entropy)') == ['0.972', '—', '—']
+  assert _cells(text, '| FGSM ε=0.1 detected') == [
+      '94.00 / 50.00', '—', '— / 25.00 (4)']
+
+
 def test_adversarial_rows_without_any_adversarial_file(runs, tmp_path):
   (tmp_path / 'hypergan' / 'adversarial' / 'metrics.json').unlink()
   text = comparison.compare(runs, labels=['A', 'B|C'], members=10)
