@@ -20,6 +20,7 @@ from hypergan_tf import data
 from hypergan_tf import figures
 from hypergan_tf import members
 from hypergan_tf import metrics
+from hypergan_tf import modes
 from hypergan_tf import rundir
 
 LogitsFn = Callable[[tf.Tensor], tf.Tensor]  # images [B, ...] -> [N, B, C]
@@ -74,6 +75,15 @@ def classification(logits: np.ndarray, labels: np.ndarray,
                                                                   labels)
     out.update(disagreement(logits[:k], f'{split}/', f'_n{k}'))
   return out
+
+
+def by_mode(run_dir: str, logits: np.ndarray, prefix: str
+            ) -> dict[str, float]:
+  """`modes.disagreement_by_mode` of a run trained with --modes > 1."""
+  num_modes = rundir.read_config(run_dir).get('modes', 1)
+  if num_modes <= 1:
+    return {}
+  return modes.disagreement_by_mode(logits, num_modes, prefix)
 
 
 def disagreement(logits: np.ndarray, prefix: str, suffix: str
@@ -297,6 +307,7 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
                    data_dir=data_dir or model.data_dir, download=False)
   logits, labels, images = collect(logits_fn, test)
   results: dict[str, Any] = classification(logits, labels)
+  results.update(by_mode(run_dir, logits, 'test/'))
   results.update(diversity(params))
   num_classes = logits.shape[-1]
   paths = []
@@ -391,6 +402,7 @@ def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
                          **common)
   logits, labels, _ = collect(logits_fn, validation)
   results = classification(logits, labels, split='validation')
+  results.update(by_mode(run_dir, logits, 'validation/'))
   if model.dataset in data.VALIDATION_OOD:
     name, split = data.VALIDATION_OOD[model.dataset]
     ood = data.load(name, split, batch_size, training=False, **common)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # Keeps Phi(s_0) off 0 and 1, where its inverse is infinite.
@@ -46,6 +47,37 @@ def stratify(noise: tf.Tensor, modes: int) -> tf.Tensor:
   mode = tf.cast(tf.range(tf.shape(noise)[0]) % modes, noise.dtype)
   first = tf.math.ndtri((mode + u) / modes)
   return tf.concat([first[:, None], noise[:, 1:]], axis=1)
+
+
+def disagreement_by_mode(logits: np.ndarray, modes: int, prefix: str = ''
+                         ) -> dict[str, float]:
+  """Where a modes run's diversity lives: mean pairwise disagreement (top-1
+  classes differ) of two networks of one mode and of two of different modes.
+
+  Args:
+    logits: [N, B, C] of a draw, the n-th network in mode n mod modes (as
+      `stratify` orders every draw).
+    modes: K.
+    prefix: of the keys, e.g. 'test/'.
+
+  Returns:
+    {prefix + 'disagreement_within_mode', prefix +
+    'disagreement_across_modes'}; a key without a pair is left out.
+  """
+  predictions = np.argmax(np.asarray(logits), axis=-1)
+  mode = np.arange(len(predictions)) % modes
+  sums = {True: 0.0, False: 0.0}
+  pairs = {True: 0, False: 0}
+  for i in range(len(predictions) - 1):
+    differ = (predictions[i + 1:] != predictions[i]).mean(axis=1)
+    same = mode[i + 1:] == mode[i]
+    for key in (True, False):
+      sums[key] += float(differ[same == key].sum())
+      pairs[key] += int((same == key).sum())
+  names = {True: 'disagreement_within_mode',
+           False: 'disagreement_across_modes'}
+  return {prefix + names[key]: sums[key] / pairs[key]
+          for key in (True, False) if pairs[key]}
 
 
 class ModeOffsets(keras.layers.Layer):

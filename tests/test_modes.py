@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hypergan_tf import evaluation
 from hypergan_tf import hypernet
 from hypergan_tf import modes
 from hypergan_tf import targets
@@ -75,3 +76,27 @@ def test_modes_need_the_noise_and_a_positive_count():
     hn.generate(codes)
   with pytest.raises(ValueError, match='modes must be >= 1'):
     dataclasses.replace(SMALL, modes=0)
+
+
+def test_disagreement_by_mode_separates_within_from_across():
+  # Six networks, two modes (n mod 2): mode 0 always says class 0; mode 1
+  # says class 1 except network 3, which says 2 on the last of 4 images.
+  predictions = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0],
+                          [1, 1, 1, 2], [0, 0, 0, 0], [1, 1, 1, 1]])
+  logits = np.eye(3)[predictions]
+  scores = modes.disagreement_by_mode(logits, 2, 'test/')
+  # Within: pairs (0,2) (0,4) (2,4) agree; (1,3) (3,5) differ on 1/4; (1,5)
+  # agree -> 0.5 / 6. Across: all 9 pairs differ everywhere.
+  assert scores['test/disagreement_within_mode'] == pytest.approx(0.5 / 6)
+  assert scores['test/disagreement_across_modes'] == pytest.approx(1.0)
+  # One network per mode: no pair within a mode, so no such key.
+  assert modes.disagreement_by_mode(logits[:2], 2) == {
+      'disagreement_across_modes': 1.0}
+
+
+def test_evaluation_reports_it_only_for_runs_with_modes(tmp_path):
+  logits = np.eye(3)[np.array([[0, 1], [1, 1], [0, 1], [1, 0]])]
+  for num_modes, keys in ((1, set()), (2, {'v/disagreement_within_mode',
+                                            'v/disagreement_across_modes'})):
+    (tmp_path / 'config.json').write_text(f'{{"modes": {num_modes}}}')
+    assert set(evaluation.by_mode(str(tmp_path), logits, 'v/')) == keys
