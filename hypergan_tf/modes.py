@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hypergan_tf import metrics
+
 # Keeps Phi(s_0) off 0 and 1, where its inverse is infinite.
 _EDGE = 1e-4
 
@@ -64,20 +66,20 @@ def disagreement_by_mode(logits: np.ndarray, modes: int, prefix: str = ''
     {prefix + 'disagreement_within_mode', prefix +
     'disagreement_across_modes'}; a key without a pair is left out.
   """
-  predictions = np.argmax(np.asarray(logits), axis=-1)
-  mode = np.arange(len(predictions)) % modes
-  sums = {True: 0.0, False: 0.0}
-  pairs = {True: 0, False: 0}
-  for i in range(len(predictions) - 1):
-    differ = (predictions[i + 1:] != predictions[i]).mean(axis=1)
-    same = mode[i + 1:] == mode[i]
-    for key in (True, False):
-      sums[key] += float(differ[same == key].sum())
-      pairs[key] += int((same == key).sum())
-  names = {True: 'disagreement_within_mode',
-           False: 'disagreement_across_modes'}
-  return {prefix + names[key]: sums[key] / pairs[key]
-          for key in (True, False) if pairs[key]}
+  # metrics.disagreement averages over pairs, so pair-weighted sums of it
+  # split the draw's pairs into those within a mode and the rest.
+  pairs = lambda n: n * (n - 1) / 2
+  groups = [logits[m::modes] for m in range(modes)]
+  within_pairs = sum(pairs(len(g)) for g in groups)
+  across_pairs = pairs(len(logits)) - within_pairs
+  within = sum(pairs(len(g)) * metrics.disagreement(g) for g in groups)
+  across = pairs(len(logits)) * metrics.disagreement(logits) - within
+  out = {}
+  if within_pairs:
+    out[prefix + 'disagreement_within_mode'] = within / within_pairs
+  if across_pairs:
+    out[prefix + 'disagreement_across_modes'] = across / across_pairs
+  return out
 
 
 class ModeOffsets(keras.layers.Layer):
