@@ -357,7 +357,7 @@ def write_tables(runs_root: str) -> str:
   for suffix, label in SHIFT_DATASETS:
     methods = {
         'HyperGAN': run(suffix[1:] or 'mnist'),
-        **({'HyperGAN, low-rank head': run(f'{suffix[1:]}_fast'),
+        **({'HyperGAN, fast recipe': run(f'{suffix[1:]}_fast'),
             'HyperGAN, 4 modes': run(f'{suffix[1:]}_diverse')}
            if suffix else {}),
         f'Ensemble (K={10 if not suffix else 5})':
