@@ -5,6 +5,7 @@ import setuptools
 setuptools.setup(
     name='hypergan_tf',
     version='0.1.0',
+    license='Apache-2.0',
     description='HyperGAN: a generator of all the parameters of a neural '
     'network, in TensorFlow 2 / Keras 3.',
     packages=setuptools.find_packages(include=['hypergan_tf',
