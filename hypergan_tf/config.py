@@ -185,6 +185,12 @@ class TrainConfig(RunOptions, DataOptions):
   diversity_batch_size: int = _field(
       50, 'Off-manifold inputs per step, made from the first images of '
       'the batch.', 1)
+  diversity_pairs: str = _field(
+      'all', 'Which networks the diversity term compares: all (every pair '
+      'of a step\'s networks) or within_mode (only networks of one mode, '
+      'with --modes >= 2 and two or more networks of each mode a step; the '
+      "term's gradient then moves the generated part of each network, not "
+      "the modes' bases).", choices=diversity.PAIRS)
   pretrain_mixer_steps: int = _field(
       1000, 'Most mixer pre-training steps (0 disables).', 0)
   pretrain_mixer_threshold: float = _field(
@@ -257,11 +263,14 @@ class TrainConfig(RunOptions, DataOptions):
       raise ValueError(f'--warmup_steps ({self.warmup_steps}) must be smaller '
                        f'than --steps ({self.steps}).')
     self.hypernet  # Validates the hypernetwork sizes.
-    if self.diversity_weight:
-      self.check_diversity()
+    self.check_diversity()
 
   def check_diversity(self) -> None:
     """Raises ValueError where the diversity term cannot work."""
+    if self.diversity_pairs == 'within_mode':
+      self._check_within_mode()
+    if not self.diversity_weight:
+      return
     if self.task != 'classification':
       raise ValueError('--diversity_weight needs a classification dataset '
                        f'({self.dataset!r} is {self.task}); set it to 0.')
@@ -269,6 +278,16 @@ class TrainConfig(RunOptions, DataOptions):
       raise ValueError('--diversity_weight compares networks with each '
                        'other: it needs --num_networks >= 2, got '
                        f'{self.num_networks}.')
+
+  def _check_within_mode(self) -> None:
+    if self.modes < 2:
+      raise ValueError('--diversity_pairs=within_mode compares networks of '
+                       f'one mode: it needs --modes >= 2, got {self.modes}.')
+    if self.num_networks < 2 * self.modes:
+      raise ValueError(
+          '--diversity_pairs=within_mode needs two networks of each mode a '
+          f'step: --num_networks >= 2 x --modes = {2 * self.modes}, got '
+          f'{self.num_networks}.')
 
   @property
   def task(self) -> str:

@@ -24,6 +24,17 @@ logits [N, B, C], and are added to the generator-side loss with weight
   network down the density of the others. With the mean task loss the
   Bayesian weight is about 1 / (training examples).
 
+With `--diversity_pairs=within_mode` (runs with `--modes`), a term compares
+only networks of one mode (`loss(..., groups=modes)`): the modes' bases
+already keep networks of different modes apart, and two networks of one
+mode are nearly one function (RESULTS.md, "Networks that disagree"). The
+train step then passes the term's gradient to the generated part of each
+network only, never to the modes' bases (`modes.detach_bases`). With two
+networks per mode and `repulsion`, the median-heuristic bandwidth makes
+the term's value a constant (1/3) and its gradient that of
+-(log 3 / 3) log d^2 of the pair's Hellinger distance d: a push that grows
+as a pair closes in, and does not fade with the task loss.
+
 Each is evaluated on the training batch itself (`batch`), on off-manifold
 inputs made from it (`off_manifold`: noise, pixel-inverted images,
 superposed pairs, shuffled tiles), or on the batch plus context images made
@@ -41,6 +52,8 @@ from hypergan_tf import metrics
 
 TERMS = ('repulsion', 'mutual_information', 'gfsf')
 INPUTS = ('batch', 'off_manifold', 'batch_and_context')
+# Which pairs of networks a term compares: all, or those of one mode.
+PAIRS = ('all', 'within_mode')
 SCORE_RIDGE = 1e-3  # alpha of the Stein estimate: K is near-singular.
 _TILES = 4  # Off-manifold tile shuffling: a 4 x 4 grid of tiles.
 
@@ -111,16 +124,42 @@ def stein_repulsion(logits: tf.Tensor) -> tf.Tensor:
   return tf.reduce_mean(tf.reduce_sum(score * particles, axis=-1))
 
 
-def loss(term: str, logits: tf.Tensor) -> tf.Tensor:
-  """The term as a loss to minimise (lower = more diverse networks)."""
-  if term == 'repulsion':
-    return kernel_similarity(logits)
-  if term == 'mutual_information':
-    return -tf.reduce_mean(metrics.mutual_information(logits))
-  if term == 'gfsf':
-    return stein_repulsion(logits)
-  raise ValueError(f'Unknown diversity term {term!r}; choose one of '
-                   f'{list(TERMS)}.')
+def loss(term: str, logits: tf.Tensor, groups: int = 1) -> tf.Tensor:
+  """The term as a loss to minimise (lower = more diverse networks).
+
+  Args:
+    term: one of TERMS.
+    logits: [N, B, C] of N networks on the same inputs.
+    groups: K > 1 restricts the term to pairs of networks of one group,
+      the n-th network being in group n mod K (the order in which
+      `modes.stratify` puts a draw's modes): the term of each group with
+      two or more networks, averaged over those groups; 0 when no group
+      has two. 1 = all networks together (the term as it always was).
+
+  Raises:
+    ValueError: an unknown term or groups < 1.
+  """
+  if term not in TERMS:
+    raise ValueError(f'Unknown diversity term {term!r}; choose one of '
+                     f'{list(TERMS)}.')
+  if groups < 1:
+    raise ValueError(f'groups must be >= 1, got {groups}.')
+  if groups == 1:
+    return _TERMS[term](logits)
+  members = [logits[g::groups] for g in range(groups)]
+  members = [m for m in members if m.shape[0] >= 2]
+  if not members:
+    return tf.zeros([], tf.float32)
+  return tf.add_n([_TERMS[term](m) for m in members]) / len(members)
+
+
+def _negative_mutual_information(logits: tf.Tensor) -> tf.Tensor:
+  return -tf.reduce_mean(metrics.mutual_information(logits))
+
+
+_TERMS = {'repulsion': kernel_similarity,
+          'mutual_information': _negative_mutual_information,
+          'gfsf': stein_repulsion}
 
 
 def off_manifold(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

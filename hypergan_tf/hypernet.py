@@ -292,13 +292,19 @@ class HyperNetwork(keras.Model):
     return self.mixer(noise, training=training)
 
   def generate(self, codes: tf.Tensor, training: bool = False,
-               noise: tf.Tensor | None = None
-               ) -> list[tuple[tf.Tensor, tf.Tensor]]:
+               noise: tf.Tensor | None = None, detach_bases: bool = False):
     """Parameters of n networks from codes [n, K, code_dim].
 
     Args:
       noise: the input noise [n, noise_dim] the codes came from; needed
         (and only used) for the modes and the noise floor (`weight_noise`).
+      detach_bases: also return the same networks, bit for bit, with no
+        gradient into the modes' bases (a term on them moves the generated
+        parameters only); needs modes.
+
+    Returns:
+      (kernel [n, ...], bias [n, ...]) per layer; with detach_bases, a pair
+      (those, the detached ones).
     """
     params = [generator(codes[:, i], training=training)
               for i, generator in enumerate(self.generators)]
@@ -306,11 +312,18 @@ class HyperNetwork(keras.Model):
     if noise is None and (has_modes or self.config.weight_noise):
       raise ValueError('This hypernetwork has modes or a noise floor '
                        '(weight_noise): pass the input noise to generate().')
+    if detach_bases and not has_modes:
+      raise ValueError('detach_bases needs a hypernetwork with modes >= 2.')
+    detached = None
+    if detach_bases:
+      detached = self.mode_offsets(params, noise, detach=True)
     if has_modes:
       params = self.mode_offsets(params, noise)
     if self.config.weight_noise:
       params = self._perturb(params, noise)
-    return params
+      if detach_bases:
+        detached = self._perturb(detached, noise)
+    return (params, detached) if detach_bases else params
 
   def _perturb(self, params, noise: tf.Tensor):
     """params + weight_noise x scale x eps, eps seeded by each network's s."""

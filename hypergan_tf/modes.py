@@ -101,12 +101,21 @@ class ModeOffsets(keras.layers.Layer):
       setattr(self, f'bias_{i}', self.add_weight(
           shape=(modes, *bias), name=f'bias_{i}', initializer='zeros'))
 
-  def call(self, params, noise: tf.Tensor):
+  def call(self, params, noise: tf.Tensor, detach: bool = False):
+    """Each network's mode's base plus its generated params.
+
+    Args:
+      params: (kernel [n, ...], bias [n, ...]) per layer, generated.
+      noise: the networks' input noise [n, noise_dim].
+      detach: no gradient into the bases (the same values bit for bit):
+        a loss of these networks moves only the generated parameters.
+    """
     index = mode_index(noise, self.modes)
+    hold = tf.stop_gradient if detach else (lambda x: x)
     out = []
     for i, (kernel, bias) in enumerate(params):
-      base_kernel = tf.gather(getattr(self, f'kernel_{i}'), index)
-      base_bias = tf.gather(getattr(self, f'bias_{i}'), index)
+      base_kernel = hold(tf.gather(getattr(self, f'kernel_{i}'), index))
+      base_bias = hold(tf.gather(getattr(self, f'bias_{i}'), index))
       out.append((kernel + tf.cast(base_kernel, kernel.dtype),
                   bias + tf.cast(base_bias, bias.dtype)))
     return out

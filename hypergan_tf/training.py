@@ -188,6 +188,9 @@ class Trainer:
           f'--per_network_batches splits each network\'s --batch_size '
           f'({cfg.batch_size}) over the {replicas} replicas; pick a '
           f'multiple of {replicas}.')
+    # --diversity_pairs=within_mode: the term compares networks of one mode.
+    self.within_mode = bool(cfg.diversity_weight) and (
+        cfg.diversity_pairs == 'within_mode')
     self.eval_members = cfg.eval_networks
     self.final_eval_members = cfg.final_eval_networks
     self._gradients = tf.function(self._replica_gradients,
@@ -215,7 +218,12 @@ class Trainer:
       labels = tf.transpose(tf.reshape(labels, [-1, cfg.num_networks]))
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
       codes = hn.codes(noise, training=True)
-      params = hn.generate(codes, training=True, noise=noise)
+      if self.within_mode:
+        # The term sees the same networks, its gradient kept off the bases.
+        params, term_params = hn.generate(codes, training=True, noise=noise,
+                                          detach_bases=True)
+      else:
+        params = term_params = hn.generate(codes, training=True, noise=noise)
       forward = (targets.apply_per_network if cfg.per_network_batches
                  else targets.apply)
       logits = tf.cast(forward(self.spec, params, images, cfg.forward_method),
@@ -230,7 +238,7 @@ class Trainer:
       weight = self._adversarial_weight(task_loss, g_adv)
       g_loss = task_loss + weight * g_adv / replicas
       if cfg.diversity_weight:
-        diversity_loss = self._diversity_loss(params, images, logits)
+        diversity_loss = self._diversity_loss(term_params, images, logits)
         g_loss += cfg.diversity_weight * diversity_loss / replicas
       d_loss_scaled = d_loss / replicas
       g_scaled = self.g_optimizer.scale_loss(g_loss)
@@ -260,8 +268,11 @@ class Trainer:
     its first images, or on the batch plus context images made from them
     (both a pure function of (seed, step)). With per-network batches every
     network is scored on the first network's batch: the term compares
-    networks on the same inputs."""
+    networks on the same inputs. With --diversity_pairs=within_mode it
+    compares networks of one mode only, and its gradient reaches the
+    generated parameters, not the modes' bases."""
     cfg = self.cfg
+    groups = cfg.modes if self.within_mode else 1
     apply = lambda x: tf.cast(
         targets.apply(self.spec, params, x, cfg.forward_method), tf.float32)
     if cfg.per_network_batches:
@@ -271,13 +282,13 @@ class Trainer:
     first = images[:cfg.diversity_batch_size]
     if cfg.diversity_inputs == 'off_manifold':
       return diversity.loss(cfg.diversity_term,
-                            apply(diversity.off_manifold(first, seed)))
-    if cfg.per_network_batches:
+                            apply(diversity.off_manifold(first, seed)), groups)
+    if cfg.per_network_batches or groups > 1:
       logits = apply(images)
     if cfg.diversity_inputs == 'batch_and_context':
       logits = tf.concat([logits, apply(diversity.context(first, seed))],
                          axis=1)
-    return diversity.loss(cfg.diversity_term, logits)
+    return diversity.loss(cfg.diversity_term, logits, groups)
 
   def _adversarial_weight(self, task_loss: tf.Tensor, g_adv: tf.Tensor
                           ) -> tf.Tensor:

@@ -1,5 +1,6 @@
 """Function-space diversity terms, off-manifold inputs, and their wiring."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,7 +8,10 @@ import tensorflow as tf
 from hypergan_tf import config
 from hypergan_tf import data
 from hypergan_tf import diversity
+from hypergan_tf import hypernet
 from hypergan_tf import loop
+from hypergan_tf import modes
+from hypergan_tf import targets
 from hypergan_tf import training
 from tests.conftest import TINY
 
@@ -222,3 +226,159 @@ def test_batch_and_context_inputs_feed_the_term(batch, per_network):
                            per_network_batches=per_network),
                       (images, labels), steps=2)
   assert all(np.isfinite(step['diversity_loss']) for step in losses)
+
+
+# --- Within-mode pairs (--diversity_pairs=within_mode, issue 42) ---------
+
+# A small classifier: 4 inputs, 16 hidden units, 3 classes.
+_SMALL_SPEC = targets.TargetSpec('small', (4,), (targets.Dense(16, 'relu'),
+                                                 targets.Dense(3)))
+
+
+def _hellinger(logits, i, j) -> float:
+  p = tf.sqrt(tf.nn.softmax(logits))
+  return float(tf.reduce_mean(tf.reduce_sum(tf.square(p[i] - p[j]), -1)))
+
+
+@pytest.mark.parametrize('term', diversity.TERMS)
+def test_within_mode_terms_compare_only_networks_of_one_mode(term):
+  # Network n is in group n mod 2: the term is the mean of each group's.
+  logits = tf.Variable(tf.random.stateless_normal([4, 6, 5], [0, 7]))
+  with tf.GradientTape() as tape:
+    grouped = diversity.loss(term, logits, groups=2)
+  expected = (diversity.loss(term, logits[0::2]) +
+              diversity.loss(term, logits[1::2])) / 2
+  assert float(grouped) == pytest.approx(float(expected), rel=1e-5)
+  # Network 0's push comes from network 2 only, never from mode 1's.
+  moved = tf.Variable(tf.tensor_scatter_nd_update(
+      logits, [[1], [3]], 5.0 * tf.ones([2, 6, 5])))
+  with tf.GradientTape() as moved_tape:
+    moved_loss = diversity.loss(term, moved, groups=2)
+  np.testing.assert_allclose(tape.gradient(grouped, logits)[0::2],
+                             moved_tape.gradient(moved_loss, moved)[0::2],
+                             rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('term', diversity.TERMS)
+def test_a_descent_step_separates_two_close_networks_of_one_mode_and_leaves_the_bases_alone(term):  # pylint: disable=line-too-long
+  keras.utils.set_random_seed(0)
+  hn = hypernet.HyperNetwork(_SMALL_SPEC, hypernet.HyperNetConfig(
+      noise_dim=16, code_dim=8, hidden_units=32, hidden_layers=1, modes=2))
+  noise = hn.stratify(tf.random.stateless_normal([4, 16], [1, 1]))
+  # Networks 0 and 2 (mode 0), and 1 and 3 (mode 1), have nearly the same
+  # noise: two pairs of close networks.
+  noise = tf.tensor_scatter_nd_update(noise, [[2], [3]], noise[:2] + tf.concat(
+      [tf.zeros([2, 1]), 0.05 * tf.ones([2, 15])], axis=1))
+  np.testing.assert_array_equal(modes.mode_index(noise, 2), [0, 1, 0, 1])
+  x = tf.random.stateless_normal([32, 4], [2, 2])
+  logits = lambda params: targets.apply(_SMALL_SPEC, params, x)
+  gaps = lambda: [_hellinger(logits(hn.networks(noise)), i, i + 2)
+                  for i in (0, 1)]
+  before = gaps()
+  bases_before = [v.numpy() for v in hn.mode_offsets.trainable_variables]
+  with tf.GradientTape() as tape:
+    _, detached = hn.generate(hn.codes(noise), noise=noise,
+                              detach_bases=True)
+    loss = diversity.loss(term, logits(detached), groups=2)
+  variables = hn.generator_variables
+  grads = [None if g is None else tf.convert_to_tensor(g)
+           for g in tape.gradient(loss, variables)]
+  norm = tf.linalg.global_norm([g for g in grads if g is not None])
+  for v, g in zip(variables, grads):
+    if g is not None:
+      v.assign_sub(1e-2 * g / norm)
+  assert all(after > 1.01 * old for after, old in zip(gaps(), before))
+  for base, old in zip(hn.mode_offsets.trainable_variables, bases_before):
+    np.testing.assert_array_equal(base.numpy(), old)
+
+
+@pytest.mark.parametrize('weight_noise', [0.0, 0.1])
+def test_detached_bases_give_the_same_networks_bit_for_bit(weight_noise):
+  hn = hypernet.HyperNetwork(_SMALL_SPEC, hypernet.HyperNetConfig(
+      noise_dim=16, code_dim=8, hidden_units=32, hidden_layers=1, modes=2,
+      weight_noise=weight_noise))
+  noise = hn.stratify(tf.random.stateless_normal([6, 16], [3, 3]))
+  params, detached = hn.generate(hn.codes(noise), noise=noise,
+                                 detach_bases=True)
+  for pair, same, detached_pair in zip(hn.networks(noise), params, detached):
+    for a, b, c in zip(pair, same, detached_pair):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+      np.testing.assert_array_equal(a.numpy(), c.numpy())
+  plain = hypernet.HyperNetwork(_SMALL_SPEC, hypernet.HyperNetConfig(
+      noise_dim=16, code_dim=8, hidden_units=32, hidden_layers=1))
+  with pytest.raises(ValueError, match='detach_bases needs .* modes >= 2'):
+    plain.generate(plain.codes(noise), noise=noise, detach_bases=True)
+
+
+@pytest.mark.parametrize('term', diversity.TERMS)
+@pytest.mark.parametrize('n, groups', [(4, 4), (2, 2), (4, 3)])
+def test_within_mode_terms_are_finite_for_one_network_per_mode(term, n,
+                                                               groups):
+  logits = tf.Variable(tf.random.normal([n, 5, 10], seed=1))
+  with tf.GradientTape() as tape:
+    loss = diversity.loss(term, logits, groups=groups)
+  grad = tape.gradient(loss, logits)
+  assert np.isfinite(float(loss))
+  assert grad is None or np.all(np.isfinite(grad.numpy()))
+  if n == groups:  # No pair in any mode: nothing to push.
+    assert float(loss) == 0.0
+  else:  # Only networks 0 and 3 share a group.
+    assert float(loss) == pytest.approx(
+        float(diversity.loss(term, tf.gather(logits, [0, 3]))), rel=1e-5)
+
+
+def test_within_mode_bad_values_give_one_clear_error_each():
+  with pytest.raises(ValueError, match='Unknown --diversity_pairs'):
+    _cfg(diversity_pairs='across_modes')
+  with pytest.raises(ValueError, match='needs --modes >= 2, got 1'):
+    _cfg(diversity_pairs='within_mode', diversity_weight=1.0)
+  with pytest.raises(ValueError, match=r'--num_networks >= 2 x --modes = 8, '
+                     'got 4'):
+    _cfg(diversity_pairs='within_mode', diversity_weight=1.0, modes=4)
+  with pytest.raises(ValueError, match='groups must be >= 1'):
+    diversity.loss('repulsion', tf.zeros([2, 1, 2]), groups=0)
+
+
+def test_within_mode_weight_zero_is_todays_training_bit_for_bit(batch):
+  plain, plain_trainer = _losses(_cfg(modes=2), batch)
+  off, off_trainer = _losses(_cfg(modes=2, diversity_pairs='within_mode',
+                                  diversity_term='repulsion',
+                                  diversity_inputs='batch'), batch)
+  assert plain == off
+  for a, b in zip(plain_trainer.hypernet.variables,
+                  off_trainer.hypernet.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize('per_network', [False, True])
+def test_within_mode_term_trains_and_spares_the_bases(batch, per_network):
+  images, labels = batch
+  n = TINY['num_networks']
+  if per_network:
+    images, labels = (tf.repeat(x, n, axis=0) for x in (images, labels))
+  gradients = {}
+  for weight in (0.0, 0.5):
+    trainer = training.Trainer(_cfg(
+        modes=2, diversity_pairs='within_mode', diversity_weight=weight,
+        diversity_term='repulsion', diversity_inputs='batch',
+        per_network_batches=per_network))
+    noise = trainer.hypernet.stratify(
+        tf.random.stateless_normal([n, TINY['noise_dim']], [4, 4]))
+    prior = tf.random.stateless_normal([n * 3, TINY['code_dim']], [5, 5])
+    g_grads, _, losses = trainer._gradients(images, labels, noise, prior)  # pylint: disable=protected-access
+    names = [v.path for v in trainer.hypernet.generator_variables]
+    gradients[weight] = {name: None if g is None else tf.convert_to_tensor(g)
+                         for name, g in zip(names, g_grads)}
+    if weight:
+      assert np.isfinite(float(losses['diversity_loss']))
+      assert float(losses['loss']) == pytest.approx(
+          float(losses['task_loss'] + 0.1 * losses['adversarial_loss'] +
+                weight * losses['diversity_loss']), rel=1e-5)
+  moved = []
+  for name, plain in gradients[0.0].items():
+    with_term = gradients[0.5][name]
+    if 'mode_offsets' in name:  # The task's gradient alone.
+      np.testing.assert_array_equal(with_term, plain)
+    elif plain is not None:
+      moved.append(not np.allclose(with_term, plain))
+  assert any(moved)  # The term reaches the generator side.
