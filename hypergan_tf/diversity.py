@@ -29,7 +29,8 @@ only networks of one mode (`loss(..., groups=modes)`): the modes' bases
 already keep networks of different modes apart, and two networks of one
 mode are nearly one function (RESULTS.md, "Networks that disagree"). The
 train step then passes the term's gradient to the generated part of each
-network only, never to the modes' bases (`modes.detach_bases`). With two
+network only, never to the modes' bases (`HyperNetwork.generate(...,
+detach_bases=True)`). With two
 networks per mode and `repulsion`, the median-heuristic bandwidth makes
 the term's value a constant (1/3) and its gradient that of
 -(log 3 / 3) log d^2 of the pair's Hellinger distance d: a push that grows
