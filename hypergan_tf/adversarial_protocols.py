@@ -539,9 +539,9 @@ def run(run_dir: str, cfg: attacks.AdversarialConfig,
     The payload written to metrics.json.
   """
   wall = time.time()
+  model = members.load(run_dir)  # First: a mistyped run_dir creates nothing.
   out_dir = rundir.join(run_dir, 'adversarial')
   tf.io.gfile.makedirs(out_dir)
-  model = members.load(run_dir)
   if data.DATASETS[model.dataset].task != 'classification':
     raise ValueError(f'{run_dir} is a {model.dataset!r} regression model; '
                      'adversarial detection needs a classifier.')

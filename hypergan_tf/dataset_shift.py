@@ -142,7 +142,8 @@ def evaluate_shift(run_dir: str, num_networks: int = 10, seed: int = 0,
                    shift_data_dir: str | None = None,
                    num_examples: int | None = None,
                    corruption_names: tuple[str, ...] | None = None,
-                   batch_size: int = 500) -> dict[str, Any]:
+                   batch_size: int = 500,
+                   out_dir: str | None = None) -> dict[str, Any]:
   """Scores a run's members under dataset shift; writes <run_dir>/shift_eval/.
 
   Writes metrics.json (per set, per level, overall, and flat 'shift/cA'-style
@@ -158,8 +159,11 @@ def evaluate_shift(run_dir: str, num_networks: int = 10, seed: int = 0,
     num_examples: score the first num_examples test images only.
     corruption_names: a subset of the corruptions (default: all).
     batch_size: images per forward pass of all members.
+    out_dir: where the outputs go (default: <run_dir>/shift_eval).
   """
   model, num_networks = evaluation.load_members(run_dir, num_networks)
+  out_dir = rundir.writable_dir(out_dir or rundir.join(run_dir, OUT_DIR),
+                                '--out_dir')
   kind = shift_of(model.dataset)
   _, classes, other_is_ood = SHIFTS[model.dataset]
   params = model.sample(num_networks, seed)
@@ -191,8 +195,8 @@ def evaluate_shift(run_dir: str, num_networks: int = 10, seed: int = 0,
           for name, value in summary['overall'].items()}
   payload = {**flat, 'summary': summary, 'sets': per_set,
              'num_networks': num_networks, 'seed': seed, 'step': model.step,
-             'run_dir': run_dir, 'num_examples': num_examples}
-  out_dir = rundir.join(run_dir, OUT_DIR)
+             'run_dir': run_dir, 'out_dir': out_dir,
+             'num_examples': num_examples}
   rundir.write_json(rundir.join(out_dir, 'metrics.json'), payload)
   figures.shift_panels({run_dir: per_set}, kind,
                        rundir.join(out_dir, 'shift.png'),

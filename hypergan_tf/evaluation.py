@@ -271,7 +271,8 @@ OOD_DATASETS = {'mnist': 'not_mnist', 'mnist5000': 'not_mnist',
 def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
                  data_dir: str | None = None, ood_data_dir: str | None = None,
                  manual_dir: str | None = None,
-                 batch_size: int = 100) -> dict[str, Any]:
+                 batch_size: int = 100,
+                 out_dir: str | None = None) -> dict[str, Any]:
   """Evaluates the model of a run directory; writes <run_dir>/eval/.
 
   Writes metrics.json, report.md and PNG figures: reliability diagram,
@@ -285,17 +286,21 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
     seed: seed of the sampled networks.
     data_dir: TFDS directory of the training dataset.
     ood_data_dir: writable TFDS directory for the project-built OOD set
-      (default: <run_dir>/eval/tfds).
+      (default: <out_dir>/tfds).
     manual_dir: directory holding the OOD archive (notMNIST_small.tar.gz).
     batch_size: images per forward pass of all networks.
+    out_dir: where the outputs go (default: <run_dir>/eval).
 
   Returns:
     The metrics dict written to metrics.json.
-  """
 
-  out_dir = rundir.join(run_dir, 'eval')
-  tf.io.gfile.makedirs(out_dir)
+  Raises:
+    rundir.WriteError: out_dir cannot be written (checked before any work,
+      after the run directory: a mistyped --run_dir creates nothing).
+  """
   model, num_networks = load_members(run_dir, num_networks)
+  out_dir = rundir.writable_dir(out_dir or rundir.join(run_dir, 'eval'),
+                                '--out_dir')
   dataset = model.dataset
   if data.DATASETS[dataset].task == 'regression':
     results, path = regression(model, out_dir, seed)
@@ -374,7 +379,8 @@ VALIDATION_DIR = 'validation_eval'  # Under the run directory.
 
 def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
                         data_dir: str | None = None, ood_examples: int = 5000,
-                        batch_size: int = 100) -> dict[str, Any]:
+                        batch_size: int = 100,
+                        out_dir: str | None = None) -> dict[str, Any]:
   """Scores for choosing recipes, from no test image at all.
 
   The run's validation split (held out of training by --validation_size)
@@ -394,6 +400,8 @@ def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
                      'with --validation_size=0); evaluate it on test with '
                      'scripts/evaluate.py, or train with --validation_size.')
   model, num_networks = load_members(run_dir, num_networks)
+  out_dir = rundir.writable_dir(
+      out_dir or rundir.join(run_dir, VALIDATION_DIR), '--out_dir')
   params = model.sample(num_networks, seed)
   logits_fn = lambda x: model.logits(params, x)
   common = dict(data_dir=data_dir or model.data_dir, download=False)
@@ -411,9 +419,9 @@ def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
     results.update(out_of_distribution(logits, ood_logits, f'{name}_{split}'))
   payload = {**{key: float(value) for key, value in results.items()},
              'num_networks': num_networks, 'seed': seed, 'step': model.step,
-             'run_dir': run_dir, 'ood_examples': ood_examples}
-  rundir.write_json(rundir.join(run_dir, VALIDATION_DIR, 'metrics.json'),
-                    payload)
+             'run_dir': run_dir, 'out_dir': out_dir,
+             'ood_examples': ood_examples}
+  rundir.write_json(rundir.join(out_dir, 'metrics.json'), payload)
   return payload
 
 
@@ -437,7 +445,8 @@ def _write(results: dict[str, Any], paths: list[str], out_dir: str,
   """
   results = {key: float(value) for key, value in results.items()}
   payload = {**results, 'num_networks': num_networks, 'seed': seed,
-             'step': step, 'run_dir': run_dir, 'skipped': skipped or {}}
+             'step': step, 'run_dir': run_dir, 'out_dir': out_dir,
+             'skipped': skipped or {}}
   rundir.write_json(rundir.join(out_dir, 'metrics.json'), payload)
   text = report(results, f'Evaluation of {run_dir} (step {step}, '
                 f'{num_networks} sampled networks)', paths)

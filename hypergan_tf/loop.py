@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams
 
+from hypergan_tf import checkpoints as checkpoints_lib
 from hypergan_tf import data
 from hypergan_tf import evaluation
 from hypergan_tf import ownership
@@ -117,31 +118,37 @@ class Checkpoints:
     # Every worker saves (saving is collective); only the chief's count.
     self.directory = (self.shared if learner.chief
                       else tempfile.mkdtemp(prefix='hypergan_worker_'))
+    self.resumed_from = checkpoints_lib.restore_newest(learner.checkpoint,
+                                                       self.shared)
+    best_directory = rundir.join(self.directory, rundir.BEST_DIR)
+    if learner.chief:  # Before the managers read the index files.
+      checkpoints_lib.repair_index(self.shared, self.resumed_from)
+      checkpoints_lib.repair_index(best_directory)
     self.latest = tf.train.CheckpointManager(
         learner.checkpoint, self.directory,
         max_to_keep=cfg.keep_checkpoints)
     self.best = None
     if cfg.validation_size:
       self.best = tf.train.CheckpointManager(
-          learner.model_checkpoint, rundir.join(self.directory,
-                                                rundir.BEST_DIR),
-          max_to_keep=1)
+          learner.model_checkpoint, best_directory, max_to_keep=1)
 
-  def restore(self) -> bool:
-    """Restores the run's latest checkpoint; True if there was one."""
-    path = tf.train.latest_checkpoint(self.shared)
-    restored = rundir.restore(self.learner.checkpoint, path)
-    if restored:
-      logging.info('Resumed from %s at step %d.', path,
+  def restored(self) -> bool:
+    """Whether the run resumed from a checkpoint (restored on creation).
+
+    The newest complete one: a damaged index file or newest checkpoint
+    falls back to the next with a warning, never to step 0.
+    """
+    if self.resumed_from:
+      logging.info('Resumed from %s at step %d.', self.resumed_from,
                    int(self.learner.step.numpy()))
-    return restored
+    return self.resumed_from is not None
 
   def save(self, clock: float | None = None) -> str | None:
     """Saves the latest state unless the weights are broken."""
     if self.owner:
       self.owner.confirm()
     learner = self.learner
-    return rundir.save_if_finite(self.latest, learner.step,
+    return checkpoints_lib.save_if_finite(self.latest, learner.step,
                                  learner.wall_time, learner.variables, clock)
 
   def save_if_best(self, score: float) -> bool:
@@ -152,15 +159,16 @@ class Checkpoints:
     if self.owner:
       self.owner.confirm()
     learner.best_score.assign(score)
-    rundir.save(self.best, int(learner.step.numpy()))
+    checkpoints_lib.save(self.best, int(learner.step.numpy()))
     return True
 
   def restore_selected(self) -> int:
     """Restores the validation choice, if any; returns its step."""
-    if self.best is not None and self.best.latest_checkpoint:
+    chosen = self.best and checkpoints_lib.newest(self.best.directory)
+    if chosen:
       # Partial: a checkpoint object that never saved lacks save_counter.
-      rundir.restore(self.learner.model_checkpoint,
-                     self.best.latest_checkpoint, partial=True)
+      checkpoints_lib.restore(self.learner.model_checkpoint, chosen,
+                              partial=True)
     return int(self.learner.step.numpy())
 
   def remove_if_worker(self) -> None:
@@ -335,8 +343,9 @@ def interruptible(learner: Learner, checkpoints: Checkpoints,
 def script_errors():
   """Ends a training script with one line and no traceback.
 
-  Bad input or a broken run: 'error: ...' and exit 1. Ctrl-C or SIGTERM
-  (after the loop saved a checkpoint): one line and exit 128 + signal.
+  Bad input, a broken run or a failed write: 'error: ...' (printed once)
+  and exit 1. Ctrl-C or SIGTERM (after the loop saved a checkpoint): one
+  line and exit 128 + signal.
   """
   try:
     yield
@@ -347,8 +356,11 @@ def script_errors():
     raise SystemExit(128 + signum) from None
   except (ValueError, data.DatasetNotFoundError, RuntimeError,
           NonFiniteLossError) as e:
-    logging.error('%s', e)
     raise SystemExit(f'error: {e}') from None
+  except (OSError, tf.errors.OpError) as e:  # I/O not wrapped where it fails.
+    raise SystemExit(f'error: {rundir.first_line(e)}. Free space or fix the '
+                     'permissions of the run directory, then rerun the same '
+                     'command to resume.') from None
 
 
 def check_finite(losses: dict[str, float], step: int, run_dir: str) -> None:
@@ -435,7 +447,7 @@ def _train(learner: Learner, owner: ownership.Owner | None
            ) -> dict[str, Any]:
   cfg = learner.cfg
   checkpoints = Checkpoints(learner, owner)
-  checkpoints.restore()
+  checkpoints.restored()
   if learner.chief:  # After the restore: a foreign checkpoint fails first.
     rundir.write_json(rundir.join(cfg.run_dir, rundir.CONFIG_FILE),
                       cfg.to_dict())
@@ -512,14 +524,12 @@ def _train(learner: Learner, owner: ownership.Owner | None
                       int(learner.step.numpy()))
       checkpoints.save(clock)
       raise
-    checkpoints.save(clock)
+    checkpoints.save(clock)  # Unless this step's checkpoint exists.
     steps_done = int(learner.step.numpy())
     selected_step = checkpoints.restore_selected()
     final = evaluate(learner, test_ds, learner.final_eval_members,
                      (1, 5, 10, 100), 'test', selected_step)
   writer.flush()
-  if selected_step == steps_done:  # Else it would save the chosen weights.
-    checkpoints.save(clock)  # Again, so a resumed run's wall time counts it.
   results = {
       **final,
       **prepared,

@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 
 import tensorflow as tf
 
+from hypergan_tf import checkpoints
 from hypergan_tf import rundir
 from hypergan_tf import targets
 
@@ -88,17 +89,17 @@ def restore(run_dir: str, made_by: str, **objects) -> int:
   """
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
   checkpoint = tf.train.Checkpoint(step=step, **objects)
-  path = rundir.selected_checkpoint(run_dir)
+  path = checkpoints.selected(run_dir)
   while True:
     if path is None:
       raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; '
                               f'train first ({made_by} --run_dir=...).')
     try:
-      rundir.restore(checkpoint, path, partial=True)
+      checkpoints.restore(checkpoint, path, partial=True)
       return int(step.numpy())
-    except RuntimeError:
+    except checkpoints.CheckpointRestoreError:
       # A run still training may have replaced it meanwhile: read the newer.
-      path, replaced = rundir.selected_checkpoint(run_dir), path
+      path, replaced = checkpoints.selected(run_dir), path
       if path == replaced:
         raise
 

@@ -2,24 +2,33 @@
 
 Two trainings in one run directory would interleave their checkpoints,
 delete each other's files and mix their TensorBoard curves. So a training
-run writes `owner.json` (host, pid, start time, command, heartbeat) into its
-run directory before it writes anything else, refreshes the heartbeat while
-it runs, and removes the record on every exit it lives through. A record
-left by a run that died without removing it (SIGKILL, power loss) is taken
-over:
-  - on the same host, once its process is gone (pid no longer running);
-  - from another host, once its heartbeat is older than `STALE_AFTER_S`,
-    or at once when the user says so (`--take_over`).
+run writes `owner.json` into its run directory before it writes anything
+else, refreshes its heartbeat while it runs, confirms the record is still
+its own before each checkpoint, and removes it on every exit it lives
+through. The record names the writer by more than its host name: the
+kernel's boot id and pid namespace, the pid and the process's start time,
+so a renamed container finds its own dead run and two machines that share
+a host name never mistake each other. A record left by a run that died
+without removing it (SIGKILL, power loss) is taken over:
+  - from the same boot and pid namespace, once its process is gone (the pid
+    is not running, or runs a later process);
+  - from anywhere else, once its heartbeat has not changed for
+    `STALE_AFTER_S` on this process's own monotonic clock (no wall clocks
+    are compared: machines' clocks may disagree), or at once when the user
+    says so (`--take_over`).
+A record that is not one of ours (malformed JSON, missing fields) stops
+the start with one line; `--take_over` replaces it.
 Readers (evaluation, attacks, export, `hypergan_tf.load`) never take it.
 
-Atomicity. Taking the record is check-then-rename through `tf.io.gfile`, so
-it works on every TensorFlow filesystem. On local disk the check and the
-rename run under an exclusive `flock` of `owner.lock`, so concurrent starts
-on one host are decided exactly. Elsewhere it is as atomic as the
-filesystem's rename without overwrite: `ram://` is one process anyway;
-on object stores (`gs://`) rename is copy + delete, so two starts within
-the same second on different hosts could both win; each re-reads the record
-after writing it, which narrows that window but cannot close it.
+What each filesystem guarantees. Taking the record is check-then-rename
+through `tf.io.gfile`. On local disk (plain paths and `file://`) the check
+and the rename run under an exclusive `flock` of `owner.lock`, so
+concurrent starts on one host are decided exactly (NFS: as exactly as its
+lock daemon). `ram://` is one process anyway. On object stores (`gs://`)
+rename is copy + delete, so two starts within the same second on different
+hosts could both win; each re-reads the record after writing it, which
+narrows that window but cannot close it, and the loser finds out at its
+next heartbeat or checkpoint, before it writes one.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from absl import logging
 import tensorflow as tf
@@ -61,6 +70,30 @@ class RunDirectoryNotWritableError(RuntimeError):
   """The owner record cannot be written (permissions, full disk, ...)."""
 
 
+class MalformedRecordError(RuntimeError):
+  """owner.json is not an owner record; --take_over replaces it."""
+
+
+def _read_first_line(path: str) -> str | None:
+  try:
+    with open(path) as f:
+      return f.readline().strip() or None
+  except OSError:
+    return None
+
+
+def _pid_namespace() -> str | None:
+  try:
+    return os.readlink('/proc/self/ns/pid')
+  except OSError:
+    return None
+
+
+# Who this process is, beyond its host name (Linux; None elsewhere).
+BOOT_ID = _read_first_line('/proc/sys/kernel/random/boot_id')
+PID_NAMESPACE = _pid_namespace()
+
+
 def describe(record: dict[str, Any]) -> str:
   """'pid 123 on host h, started 2026-12-04 23:40:01 (command)'."""
   started = time.strftime('%Y-%m-%d %H:%M:%S',
@@ -84,8 +117,17 @@ def _process_start_ticks(pid: int) -> int | None:
   return int(fields[19])
 
 
+def _same_process_space(record: dict[str, Any]) -> bool:
+  """Whether this process can see the record's pid: same boot, same pid
+  namespace (records written before these were kept: same host name)."""
+  if record.get('boot_id') is None or BOOT_ID is None:
+    return record.get('host') == socket.gethostname()
+  return (record['boot_id'] == BOOT_ID
+          and record.get('pid_namespace') == PID_NAMESPACE)
+
+
 def _is_running(record: dict[str, Any]) -> bool:
-  """Whether the record's process (on this host) still runs."""
+  """Whether the record's process (in this process space) still runs."""
   pid = int(record['pid'])
   if pid == os.getpid():
     return record['token'] in _HELD
@@ -102,32 +144,84 @@ def _is_running(record: dict[str, Any]) -> bool:
   return recorded is None or started is None or started == recorded
 
 
-def takeover_reason(record: dict[str, Any], take_over: bool,
-                    now: float | None = None) -> str | None:
-  """Why a found record may be taken over, or None if its owner lives."""
-  if take_over:
-    return 'asked to by --take_over'
-  if record.get('host') == socket.gethostname():
-    return None if _is_running(record) else 'its process is gone'
-  heartbeat = float(record.get('heartbeat', 0))
-  age = (time.time() if now is None else now) - heartbeat
-  if age > STALE_AFTER_S:
-    return (f'no heartbeat for {age:.0f} s (stale after '
-            f'{STALE_AFTER_S:.0f} s)')
+def problem(record: Any) -> str | None:
+  """What makes a found record unusable, or None if it is one of ours."""
+  if not isinstance(record, dict):
+    return f'it holds {type(record).__name__}, not a record'
+  if record.get('unreadable'):
+    return record['unreadable']
+  missing = [k for k in ('pid', 'token', 'host') if record.get(k) is None]
+  if missing:
+    return f"it has no {', '.join(missing)}"
+  if not isinstance(record['pid'], int) or isinstance(record['pid'], bool):
+    return f"its pid is {record['pid']!r}"
   return None
 
 
-def _is_local(path: str) -> bool:
-  return '://' not in path
+def _signature(record: dict[str, Any] | None) -> tuple:
+  """What changes while a record's writer lives."""
+  if record is None:
+    return (None,)
+  return (record.get('token'), record.get('beats'), record.get('heartbeat'))
+
+
+def watch(run_dir: str, record: dict[str, Any],
+          sleep: Callable[[float], None] = time.sleep) -> str | None:
+  """Watches a record of another machine on this process's monotonic clock.
+
+  Returns:
+    Why it may be taken over (its heartbeat stood still for STALE_AFTER_S),
+    or None if it changed (its writer lives) or went away.
+  """
+  logging.warning('%s is owned by %s on another machine; watching its '
+                  'heartbeat for up to %.0f s before taking it over '
+                  '(--take_over skips the wait).', run_dir, describe(record),
+                  STALE_AFTER_S)
+  start = last_report = time.monotonic()
+  seen = _signature(record)
+  while time.monotonic() - start < STALE_AFTER_S:
+    sleep(min(5.0, STALE_AFTER_S / 10))
+    if _signature(read_record(run_dir)) != seen:
+      return None
+    if time.monotonic() - last_report >= 60:
+      last_report = time.monotonic()
+      logging.info('Heartbeat of %s unchanged for %.0f s.', run_dir,
+                   last_report - start)
+  return f'its heartbeat stood still for {STALE_AFTER_S:.0f} s'
+
+
+def takeover_reason(record: dict[str, Any], take_over: bool) -> str | None:
+  """Why a record of this process space may be taken over, or None if its
+  owner lives. Records of other machines need `watch`.
+
+  Raises:
+    MalformedRecordError: the record is not one of ours (unless take_over).
+  """
+  if take_over:
+    return 'asked to by --take_over'
+  wrong = problem(record)
+  if wrong:
+    raise MalformedRecordError(
+        f'{OWNER_FILE} in this run directory is not an owner record '
+        f'({wrong}). If no training runs there, rerun with --take_over.')
+  return None if _is_running(record) else 'its process is gone'
+
+
+def _local_path(path: str) -> str | None:
+  """The path on local disk (plain or file://), else None."""
+  if path.startswith('file://'):
+    return path[len('file://'):]
+  return None if '://' in path else path
 
 
 @contextlib.contextmanager
 def _exclusive(run_dir: str) -> Iterator[None]:
   """Serialises owner-record changes of processes on this host (local disk)."""
-  if not _is_local(run_dir):
+  local = _local_path(run_dir)
+  if local is None:
     yield
     return
-  with open(os.path.join(run_dir, LOCK_FILE), 'a') as lock:
+  with open(os.path.join(local, LOCK_FILE), 'a') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes.
     yield
 
@@ -136,13 +230,16 @@ def read_record(run_dir: str) -> dict[str, Any] | None:
   """The run directory's owner record, or None if nobody owns it."""
   path = rundir.join(run_dir, OWNER_FILE)
   try:
-    with tf.io.gfile.GFile(path) as f:
-      return json.load(f)
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      record = json.loads(f.read())
   except tf.errors.NotFoundError:
     return None
-  except json.JSONDecodeError:  # Not a record of ours: treat it as stale.
-    return {'host': None, 'pid': None, 'heartbeat': 0, 'token': None,
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    return {'unreadable': f'not JSON: {e}', 'command': f'unreadable {path}'}
+  if not isinstance(record, dict):
+    return {'unreadable': f'it holds {json.dumps(record)[:40]}',
             'command': f'unreadable {path}'}
+  return record
 
 
 def _create(path: str, record: dict[str, Any]) -> bool:
@@ -170,27 +267,33 @@ class Owner:
     self._thread.start()
 
   def _beat_forever(self) -> None:
+    """Beats until released; an error is logged and the next beat tried."""
     while not self._stop.wait(HEARTBEAT_S):
-      self.beat()
+      try:
+        self.beat()
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning('Heartbeat of %s failed (%s); trying again in '
+                        '%.0f s.', self.path, e, HEARTBEAT_S)
 
   def beat(self) -> None:
     """Refreshes the heartbeat if the record is still ours (else notes it).
 
-    A heartbeat that cannot be written (a full disk) is only logged: the
-    checkpoint write that follows says what is wrong.
+    A heartbeat that cannot be written (a full disk, a read-only directory)
+    is only logged: the checkpoint write that follows says what is wrong.
     """
-    with self._lock, _exclusive(self.run_dir):
-      if self.lost_to is not None:
-        return
-      current = read_record(self.run_dir)
-      if current is None or current.get('token') != self.record['token']:
-        self.lost_to = current or {'command': 'removed by someone else'}
-        return
-      self.record = {**self.record, 'heartbeat': time.time()}
-      try:
+    try:
+      with self._lock, _exclusive(self.run_dir):
+        if self.lost_to is not None:
+          return
+        current = read_record(self.run_dir)
+        if current is None or current.get('token') != self.record['token']:
+          self.lost_to = current or {'command': 'removed by someone else'}
+          return
+        self.record = {**self.record, 'heartbeat': time.time(),
+                       'beats': self.record.get('beats', 0) + 1}
         rundir.write_text(self.path, json.dumps(self.record, indent=2))
-      except (tf.errors.OpError, OSError) as e:
-        logging.warning('Could not refresh %s: %s', self.path, e)
+    except (tf.errors.OpError, OSError, rundir.WriteError) as e:
+      logging.warning('Could not refresh %s: %s', self.path, e)
 
   def check(self) -> None:
     """Raises OwnershipLostError if a heartbeat found the record taken."""
@@ -226,7 +329,8 @@ def new_record() -> dict[str, Any]:
   now = time.time()
   return {'host': socket.gethostname(), 'pid': os.getpid(),
           'process_start': _process_start_ticks(os.getpid()),
-          'started': now, 'heartbeat': now,
+          'boot_id': BOOT_ID, 'pid_namespace': PID_NAMESPACE,
+          'started': now, 'heartbeat': now, 'beats': 0,
           'command': ' '.join([os.path.basename(sys.argv[0]), *sys.argv[1:]])
                      if sys.argv and sys.argv[0] else 'python',
           'token': uuid.uuid4().hex}
@@ -237,14 +341,15 @@ def acquire(run_dir: str, take_over: bool = False) -> Owner:
 
   Raises:
     RunDirectoryBusyError: a live process owns it (named in the message).
+    MalformedRecordError: owner.json is not a record (without take_over).
     RunDirectoryNotWritableError: the record cannot be written.
   """
   record = new_record()
   path = rundir.join(run_dir, OWNER_FILE)
   try:
     tf.io.gfile.makedirs(run_dir)
-    with _exclusive(run_dir):
-      for _ in range(3):  # Another start may take it between two looks.
+    for _ in range(3):  # Another start may take it between two looks.
+      with _exclusive(run_dir):
         if _create(path, record):
           written = read_record(run_dir) or {}  # Not overwritten remotely?
           if written.get('token') == record['token']:
@@ -252,20 +357,30 @@ def acquire(run_dir: str, take_over: bool = False) -> Owner:
         current = read_record(run_dir)
         if current is None:
           continue  # Released meanwhile.
-        reason = takeover_reason(current, take_over)
-        if reason is None:
-          raise RunDirectoryBusyError(
-              f'{run_dir} is being trained by {describe(current)}. Wait for '
-              'it to finish, stop it, or pick another --run_dir; if that '
-              'process is dead on another host, rerun with --take_over.')
+        foreign = (not take_over and problem(current) is None
+                   and not _same_process_space(current))
+        reason = None if foreign else takeover_reason(current, take_over)
+      if foreign:
+        reason = watch(run_dir, current)
+      if reason is None:
+        if foreign and read_record(run_dir) is None:
+          continue  # It finished while watched.
+        raise RunDirectoryBusyError(
+            f'{run_dir} is being trained by {describe(current)}. Wait for '
+            'it to finish, stop it, or pick another --run_dir; if that '
+            'process is dead on another machine, rerun with --take_over.')
+      with _exclusive(run_dir):
+        if _signature(read_record(run_dir)) != _signature(current):
+          continue  # It changed meanwhile: look again.
         logging.warning('Taking over %s from %s: %s.', run_dir,
                         describe(current), reason)
         with contextlib.suppress(tf.errors.NotFoundError):
           tf.io.gfile.remove(path)
-  except (tf.errors.OpError, OSError) as e:
+  except (tf.errors.OpError, OSError, rundir.WriteError) as e:
     raise RunDirectoryNotWritableError(
-        f'Cannot write to the run directory {run_dir} ({e}). Free space, '
-        'fix its permissions, or pick another --run_dir.') from e
+        f'Cannot write to the run directory {run_dir} '
+        f'({rundir.first_line(e)}). Free space, fix its permissions, or '
+        'pick another --run_dir.') from e
   raise RunDirectoryBusyError(f'{run_dir}: another run keeps taking the '
                               'owner record; try again.')
 

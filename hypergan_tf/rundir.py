@@ -1,12 +1,13 @@
-"""Run directories: config and results files, and checkpoints, on any filesystem.
+"""Run directories: config, results and event files, on any filesystem.
 
-Everything goes through `tf.io.gfile` and `tf.train`, so a run directory can
+Everything goes through `tf.io.gfile`, so a run directory can
 be local, on a bucket (`gs://...`) or in TensorFlow's in-memory filesystem
 (`ram://...`). A run directory holds:
 
     config.json         the flags of the run (written before training)
     results.json        written when the run reaches its --steps
-    checkpoints/        the latest checkpoints (full training state)
+    checkpoints/        the latest checkpoints (full training state;
+                        written and found by `checkpoints`)
     checkpoints/best/   the networks chosen on validation (if any)
     summaries/          TensorBoard events
     owner.json          the training that writes it now (`ownership`)
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import posixpath
 import re
 import time
-from typing import Any, Iterable
+from typing import Any, Iterator
 
 from absl import logging
 import tensorflow as tf
@@ -37,34 +39,85 @@ def join(*parts: str) -> str:
   return posixpath.join(*parts)
 
 
+class WriteError(RuntimeError):
+  """A file of the run directory could not be written (full disk, ...)."""
+
+
+def first_line(error: Exception) -> str:
+  """One line of an OSError (with its file) or a TensorFlow error (without
+  the op decorations)."""
+  if isinstance(error, OSError) and error.filename and error.strerror:
+    return f'{error.strerror}: {error.filename}'
+  text = re.sub(r'\{\{.*?\}\}\s*|\s*\[Op:\w+\]', '',
+                str(getattr(error, 'message', None) or error)).strip()
+  return (text.splitlines() or [type(error).__name__])[0]
+
+
+def fsync(path: str) -> None:
+  """Local disk: flushes a file (or a directory's entries) to the disk."""
+  if '://' in path:
+    return
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
 def write_text(path: str, text: str, overwrite: bool = True) -> None:
   """Writes a file atomically (temp file + rename): never half-written.
 
-  Filesystems without an atomic rename (object stores) still never show a
-  half-written file under `path`: the temp file is renamed when complete.
+  On local disk the file is fsynced before the rename and the directory
+  after it, so a power loss leaves the old file or the new one. Filesystems
+  without an atomic rename (object stores) still never show a half-written
+  file under `path`: the temp file is renamed when complete. A failed write
+  removes its temp file.
 
   Raises:
     tf.errors.AlreadyExistsError: overwrite is False and path exists (as
       atomic as the filesystem's rename without overwrite).
+    WriteError: the file cannot be written; one line naming it.
   """
   directory, name = posixpath.split(path)
-  if directory:
-    tf.io.gfile.makedirs(directory)
   # Not '<path>.tmp': ram:// finds a file "existing" if a name extends it.
   tmp = join(directory, f'.{name}.tmp-{time.time_ns()}')
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(text)
   try:
+    if directory:
+      tf.io.gfile.makedirs(directory)
+    with tf.io.gfile.GFile(tmp, 'w') as f:
+      f.write(text)
+    fsync(tmp)
     tf.io.gfile.rename(tmp, path, overwrite=overwrite)
+    fsync(directory or '.')
   except tf.errors.AlreadyExistsError:
-    tf.io.gfile.remove(tmp)
+    _remove_quietly(tmp)
     raise
+  except (tf.errors.OpError, OSError) as e:
+    _remove_quietly(tmp)
+    raise WriteError(f'Could not write {path} ({first_line(e)}). Free '
+                     'space or fix the permissions of its directory, then '
+                     'rerun the same command.') from e
+
+
+def _remove_quietly(path: str) -> None:
+  with contextlib.suppress(tf.errors.OpError, OSError):
+    tf.io.gfile.remove(path)
 
 
 def write_bytes(path: str, payload: bytes) -> None:
-  """Writes a binary file (a PNG, an .npz) on any TensorFlow filesystem."""
-  with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(payload)
+  """Writes a binary file (a PNG, an .npz) on any TensorFlow filesystem.
+
+  Raises:
+    WriteError: the file cannot be written; one line naming it.
+  """
+  try:
+    with tf.io.gfile.GFile(path, 'wb') as f:
+      f.write(payload)
+  except (tf.errors.OpError, OSError) as e:
+    _remove_quietly(path)
+    raise WriteError(f'Could not write {path} ({first_line(e)}). Free '
+                     'space or fix the permissions of its directory, or '
+                     'write elsewhere.') from e
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:
@@ -72,9 +125,39 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
   write_text(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
-def read_json(path: str) -> dict[str, Any]:
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+def read_json(path: str) -> Any:
+  """A JSON file's value.
+
+  Raises:
+    ValueError: the file is not valid JSON (truncated, say), naming it.
+  """
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    raw = f.read()
+  try:
+    return json.loads(raw)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f'{path} is not valid JSON ({e}): it was cut off or '
+                     'edited. Restore it, or remove it and rerun the command '
+                     'that writes it.') from None
+
+
+def writable_dir(path: str, flag: str) -> str:
+  """Makes an output directory, or says in one line how to choose another.
+
+  Raises:
+    WriteError: path cannot be created or written, naming `flag`.
+  """
+  probe = join(path, f'.write-test-{time.time_ns()}')
+  try:
+    tf.io.gfile.makedirs(path)
+    with tf.io.gfile.GFile(probe, 'w') as f:
+      f.write('')
+    tf.io.gfile.remove(probe)
+  except (tf.errors.OpError, OSError) as e:
+    _remove_quietly(probe)
+    raise WriteError(f'Cannot write into {path} ({first_line(e)}); pass '
+                     f'{flag}=<a writable directory>.') from e
+  return path
 
 
 def read_config(run_dir: str, made_by: str = 'scripts/train.py'
@@ -83,114 +166,17 @@ def read_config(run_dir: str, made_by: str = 'scripts/train.py'
 
   Raises:
     FileNotFoundError: run_dir is not a run directory.
+    ValueError: its config.json is damaged, naming it.
   """
   path = join(run_dir, CONFIG_FILE)
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f'{path} not found: {run_dir!r} is not a run '
                             f'directory of {made_by}.')
-  return read_json(path)
-
-
-def all_finite(variables: Iterable[tf.Variable]) -> bool:
-  return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
-
-
-def save_if_finite(manager: tf.train.CheckpointManager | None,
-                   step: tf.Variable, wall_time: tf.Variable, variables,
-                   clock: float | None = None) -> str | None:
-  """Saves a checkpoint numbered by step, unless variables are not finite.
-
-  Args:
-    clock: time.time() at which this run would have started had it never
-      stopped; sets the run's recorded wall time.
-
-  Returns:
-    The checkpoint path, or None (no manager, or broken weights: the last
-    good checkpoint stays the latest).
-  """
-  if manager is None:
-    return None
-  if clock is not None:
-    wall_time.assign(time.time() - clock)
-  if not all_finite(variables):
-    logging.error('Not saving step %d: weights are not finite.',
-                  int(step.numpy()))
-    return None
-  return save(manager, int(step.numpy()))
-
-
-class CheckpointWriteError(RuntimeError):
-  """A checkpoint could not be written; the previous one is intact."""
-
-
-def _remove_checkpoint_files(directory: str, number: int) -> None:
-  """Removes the files of checkpoint `number`, complete or half-written."""
-  for path in tf.io.gfile.glob(join(directory, f'ckpt-{number}.*')):
-    tf.io.gfile.remove(path)
-  for path in tf.io.gfile.glob(join(directory, f'ckpt-{number}_temp*')):
-    tf.io.gfile.rmtree(path)
-
-
-def save(manager: tf.train.CheckpointManager, number: int) -> str:
-  """Saves checkpoint `number`; a failed write leaves the previous latest.
-
-  The manager names a new checkpoint latest only once its files are
-  complete, so a full disk or an unwritable directory costs only the new
-  one, whose partial files are removed.
-
-  Raises:
-    CheckpointWriteError: the write failed (full disk, permissions, ...),
-      in one line naming the checkpoint that is still intact.
-  """
-  try:
-    # Saving a step again (e.g. to record the final wall time) rewrites its
-    # files; some filesystems (ram://) append to an existing file instead.
-    _remove_checkpoint_files(manager.directory, number)
-    return manager.save(checkpoint_number=number)
-  except (tf.errors.OpError, OSError) as e:
-    reason = re.sub(r'\{\{.*?\}\}\s*|\s*\[Op:\w+\]', '',
-                    str(getattr(e, 'message', e))).strip().splitlines()[0]
-    with contextlib.suppress(tf.errors.OpError, OSError):
-      _remove_checkpoint_files(manager.directory, number)
-    previous = tf.train.latest_checkpoint(manager.directory)
-    raise CheckpointWriteError(
-        f'Could not write checkpoint {number} to {manager.directory} '
-        f'({reason}). The previous checkpoint, {previous}, is intact; free '
-        'space or fix the directory, then rerun the same command to '
-        'resume.') from e
-
-
-def restore(checkpoint: tf.train.Checkpoint, path: str | None,
-            partial: bool = False) -> bool:
-  """Restores path into checkpoint; False if path is None.
-
-  Args:
-    partial: the checkpoint holds more than `checkpoint` asks for (an
-      inference model restored from a training checkpoint); skips the
-      warnings about unused values.
-
-  Raises:
-    RuntimeError: the checkpoint is truncated or of another model.
-  """
-  if path is None:
-    return False
-  try:
-    status = checkpoint.restore(path)
-    if partial:
-      status.expect_partial()
-    status.assert_existing_objects_matched()
-  except Exception as e:  # Truncated files raise IndexError, others vary.
-    raise RuntimeError(
-        f'Checkpoint {path} cannot be restored into this model ({e}). It is '
-        'corrupt or was written with other flags; use the original flags or '
-        'a fresh --run_dir.') from e
-  return True
-
-
-def selected_checkpoint(run_dir: str) -> str | None:
-  """The checkpoint a run reports: chosen on validation, else the latest."""
-  return (tf.train.latest_checkpoint(join(run_dir, CHECKPOINT_DIR, BEST_DIR))
-          or tf.train.latest_checkpoint(join(run_dir, CHECKPOINT_DIR)))
+  config = read_json(path)
+  if not isinstance(config, dict):
+    raise ValueError(f'{path} holds no flags: it was edited. Restore it, or '
+                     'rerun the training command with the original flags.')
+  return config
 
 
 def read_scalars(run_dir: str, pattern: str) -> dict[str, tuple[list, list]]:
@@ -205,7 +191,7 @@ def read_scalars(run_dir: str, pattern: str) -> dict[str, tuple[list, list]]:
   matcher = re.compile(pattern)
   points: dict[str, dict[int, tuple[float, float]]] = {}
   for path in tf.io.gfile.glob(join(run_dir, SUMMARY_DIR, 'events.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
+    for event in _events(path):
       for value in event.summary.value:
         if not (matcher.fullmatch(value.tag) and value.HasField('tensor')):
           continue
@@ -216,3 +202,12 @@ def read_scalars(run_dir: str, pattern: str) -> dict[str, tuple[list, list]]:
           steps[event.step] = max(steps.get(event.step, written), written)
   return {tag: (sorted(steps), [steps[s][1] for s in sorted(steps)])
           for tag, steps in points.items()}
+
+
+def _events(path: str) -> Iterator[Any]:
+  """The events of one file; a cut-off last record (a live writer, a full
+  disk) ends it with a log line instead of an error."""
+  try:
+    yield from tf.compat.v1.train.summary_iterator(path)
+  except tf.errors.DataLossError as e:
+    logging.warning('Skipping the rest of %s: %s', path, first_line(e))

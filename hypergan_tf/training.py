@@ -465,7 +465,7 @@ def load_trainer(run_dir: str) -> Trainer:
     FileNotFoundError: run_dir holds no config or no checkpoint.
   """
   trainer = Trainer(load_config(run_dir))
-  if not loop.Checkpoints(trainer).restore():
+  if not loop.Checkpoints(trainer).restored():
     raise FileNotFoundError(f'No checkpoint in {run_dir}/checkpoints; train '
                             'first (scripts/train.py --run_dir=...).')
   return trainer

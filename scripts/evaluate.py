@@ -2,11 +2,13 @@
 
   python scripts/evaluate.py --run_dir=runs/mnist --manual_dir=../shared/data
 
-Writes metrics.json, report.md and PNG figures into <run_dir>/eval/. With
---validation it reads no test image: the run's validation split and
-validation OOD set (for choosing recipes), into <run_dir>/validation_eval/.
-With --shift it scores the test set under dataset shift (CIFAR-10-C
-corruptions, rotated MNIST) into <run_dir>/shift_eval/:
+Writes metrics.json, report.md and PNG figures into <run_dir>/eval/ (or
+--out_dir: a run directory it cannot write, a read-only copy say, needs
+one). With --validation it reads no test image: the run's validation split
+and validation OOD set (for choosing recipes), into
+<run_dir>/validation_eval/. With --shift it scores the test set under
+dataset shift (CIFAR-10-C corruptions, rotated MNIST) into
+<run_dir>/shift_eval/:
 
   python scripts/evaluate.py --run_dir=runs/cifar5 --shift --num_networks=10
 """
@@ -30,7 +32,7 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data directory of '
                                 'the training dataset (default: as trained).')
 _OOD_DATA_DIR = flags.DEFINE_string(
     'ood_data_dir', None, 'Writable TFDS directory for notMNIST (default: '
-    '<run_dir>/eval/tfds).')
+    '<out_dir>/tfds).')
 _MANUAL_DIR = flags.DEFINE_string(
     'manual_dir', None, 'Directory holding notMNIST_small.tar.gz (needed the '
     'first time notMNIST is prepared).')
@@ -54,6 +56,9 @@ _SHIFT_EXAMPLES = flags.DEFINE_integer(
 _CORRUPTIONS = flags.DEFINE_list(
     'corruptions', None, 'With --shift: these corruptions only (default: '
     f'all of {",".join(corruptions.CORRUPTIONS)}).')
+_OUT_DIR = flags.DEFINE_string(
+    'out_dir', None, 'Where the outputs go (default: eval/, validation_eval/ '
+    'or shift_eval/ in --run_dir).')
 _OOD_EXAMPLES = flags.DEFINE_integer(
     'ood_examples', 5000, 'With --validation: OOD images scored.',
     lower_bound=1)
@@ -71,22 +76,23 @@ def main(argv):
           _RUN_DIR.value, _NETWORKS.value, _SEED.value, _DATA_DIR.value,
           _SHIFT_DATA_DIR.value, _SHIFT_EXAMPLES.value,
           tuple(_CORRUPTIONS.value) if _CORRUPTIONS.value else None,
-          _BATCH.value)
-      logging.info('Wrote into %s/%s: %s', _RUN_DIR.value,
-                   dataset_shift.OUT_DIR, results['summary']['overall'])
+          _BATCH.value, _OUT_DIR.value)
+      logging.info('Wrote %s: %s', results['out_dir'],
+                   results['summary']['overall'])
       return
     if _VALIDATION.value:
       results = evaluation.evaluate_validation(
           _RUN_DIR.value, _NETWORKS.value, _SEED.value, _DATA_DIR.value,
-          _OOD_EXAMPLES.value, _BATCH.value)
+          _OOD_EXAMPLES.value, _BATCH.value, _OUT_DIR.value)
     else:
       results = evaluation.evaluate_run(
           _RUN_DIR.value, _NETWORKS.value, _SEED.value, _DATA_DIR.value,
-          _OOD_DATA_DIR.value, _MANUAL_DIR.value, _BATCH.value)
+          _OOD_DATA_DIR.value, _MANUAL_DIR.value, _BATCH.value,
+          _OUT_DIR.value)
   except (FileNotFoundError, RuntimeError, ValueError,
           data.DatasetNotFoundError) as e:
     raise SystemExit(f'error: {e}') from None
-  logging.info('Wrote into %s\n%s', _RUN_DIR.value,
+  logging.info('Wrote into %s\n%s', results['out_dir'],
                evaluation.summary(results))
 
 

@@ -1,11 +1,14 @@
 """Shared test setup: quiet TF, the prepared TFDS directory, tiny configs."""
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import pathlib
 import shutil
+import subprocess
+import threading
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -128,3 +131,58 @@ def not_mnist_prepared(tmp_path_factory):
   # Reading the finished build back is quick (and what the build returns).
   builder = not_mnist.prepare(str(data_dir), str(SHARED_DATA))
   return str(data_dir), builder, messages, seconds
+
+
+@contextlib.contextmanager
+def beating(run_dir: str, record: dict):
+  """A live writer on another machine: its owner record's heartbeat
+  changes every 50 ms while the block runs."""
+  path = os.path.join(run_dir, 'owner.json')
+  stop = threading.Event()
+
+  def beat():
+    beats = 0
+    while True:
+      beats += 1
+      with open(path + '.tmp', 'w') as f:
+        json.dump({**record, 'beats': beats}, f)
+      os.replace(path + '.tmp', path)
+      if stop.wait(0.05):
+        return
+
+  thread = threading.Thread(target=beat)
+  thread.start()
+  try:
+    yield
+  finally:
+    stop.set()
+    thread.join()
+
+
+@contextlib.contextmanager
+def small_filesystem(path: pathlib.Path, size: int):
+  """A real tmpfs of `size` bytes mounted at path (root, as CI runs; else
+  the test is skipped). Remount it read-only with `remount(path, 'ro')`."""
+  path.mkdir()
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}',
+                            'tmpfs', str(path)], capture_output=True,
+                           text=True, check=False)
+  if mounted.returncode:
+    pytest.skip(f'cannot mount a tmpfs here: {mounted.stderr.strip()}')
+  try:
+    yield path
+  finally:
+    subprocess.run(['umount', '-l', str(path)], check=False)
+
+
+@contextlib.contextmanager
+def read_only(path: pathlib.Path):
+  """Makes a mounted directory read-only while the block runs, even with
+  files open for writing there (a read-only bind mount over it: new opens
+  fail with EROFS). Root ignores permission bits, so chmod cannot."""
+  subprocess.run(['mount', '--bind', str(path), str(path)], check=True)
+  try:
+    subprocess.run(['mount', '-o', 'remount,bind,ro', str(path)], check=True)
+    yield path
+  finally:
+    subprocess.run(['umount', str(path)], check=True)

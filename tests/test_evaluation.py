@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,10 +14,13 @@ import pytest
 from hypergan_tf import config
 from hypergan_tf import evaluation
 from hypergan_tf import members
+from hypergan_tf import rundir
 from hypergan_tf import training
 from tests.conftest import REPO
 from tests.conftest import SHARED_DATA
 from tests.conftest import TINY
+from tests.conftest import read_only
+from tests.conftest import small_filesystem
 
 
 def test_classification_on_hand_made_logits():
@@ -98,6 +102,39 @@ def test_evaluate_script_writes_every_file(tiny_run, not_mnist_prepared):
               'ood/not_mnist_high_entropy_n5'):
     assert 0.0 <= results[key] <= 1.0, key
   assert 0.0 <= results['test/mutual_information_n5'] <= np.log(5)
+
+
+def test_a_read_only_run_with_a_cut_off_events_file_is_evaluated_elsewhere(
+    tiny_run, tfds_dir, tmp_path, caplog):
+  """A run being written (or after a full disk) can end in half an events
+  record; a copy on read-only media cannot take eval/."""
+  with small_filesystem(tmp_path / 'disk', 64 << 20) as disk:
+    run_dir = disk / 'run'
+    shutil.copytree(tiny_run, run_dir)
+    events, = (run_dir / 'summaries').glob('events.*')
+    events.write_bytes(events.read_bytes()[:-7])
+    with read_only(disk):
+      with pytest.raises(rundir.WriteError) as error:
+        evaluation.evaluate_run(str(run_dir), num_networks=2,
+                                data_dir=tfds_dir)
+      assert f'Cannot write into {run_dir}/eval' in str(error.value)
+      assert '--out_dir=' in str(error.value)
+      out = subprocess.run(
+          [sys.executable, 'scripts/evaluate.py', f'--run_dir={run_dir}',
+           '--num_networks=2', f'--out_dir={tmp_path / "eval"}'],
+          capture_output=True, text=True, cwd=REPO, check=False,
+          env={**os.environ, 'TFDS_DATA_DIR': tfds_dir})
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'Skipping the rest of' in out.stderr
+  assert (tmp_path / 'eval' / 'accuracy_vs_step.png').stat().st_size > 0
+  written = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
+  assert written['out_dir'] == str(tmp_path / 'eval')
+
+
+def test_a_mistyped_run_directory_creates_nothing(tmp_path):
+  with pytest.raises(FileNotFoundError, match='is not a run directory'):
+    evaluation.evaluate_run(str(tmp_path / 'typo' / 'run'))
+  assert not (tmp_path / 'typo').exists()
 
 
 def test_toy_regression_fits_data_and_is_unsure_away_from_it(tmp_path):

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from hypergan_tf import ownership
 from tests.conftest import REPO
+from tests.conftest import beating
 
 
 def _write_record(run_dir, **fields):
@@ -68,28 +69,125 @@ def test_record_of_a_finished_process_on_this_host_is_taken_over(
 def test_a_reused_pid_does_not_keep_a_dead_record_alive(tmp_path):
   # The parent process runs, but it is not the process that wrote this.
   _write_record(str(tmp_path), pid=os.getppid(), process_start=1)
-  ownership.acquire(str(tmp_path)).release()
+  owner = ownership.acquire(str(tmp_path))
+  assert ownership.read_record(str(tmp_path))['pid'] == os.getpid()
+  owner.release()
 
 
-@pytest.mark.parametrize('age_s, take_over, taken', [
-    (5.0, False, False),  # A live run on another host.
-    (ownership.STALE_AFTER_S + 60, False, True),  # Stale: its host died.
-    (5.0, True, True),  # The user says it is dead.
-])
-def test_foreign_record_is_respected_until_stale_or_overridden(
-    tmp_path, age_s, take_over, taken):
+OTHER_MACHINE = dict(host='other-host', pid=4242, boot_id='another-boot')
+
+
+@pytest.fixture
+def short_watch(monkeypatch):
+  monkeypatch.setattr(ownership, 'STALE_AFTER_S', 1.0)
+
+
+def test_a_live_writer_on_another_machine_is_refused(tmp_path, short_watch):
   run_dir = str(tmp_path)
-  foreign = _write_record(run_dir, host='other-host', pid=4242,
-                          heartbeat=time.time() - age_s)
-  if not taken:
+  record = _write_record(run_dir, **OTHER_MACHINE)
+  with beating(run_dir, record):
     with pytest.raises(ownership.RunDirectoryBusyError,
                        match='pid 4242 on host other-host'):
-      ownership.acquire(run_dir, take_over)
-    assert ownership.read_record(run_dir) == foreign
-    return
-  owner = ownership.acquire(run_dir, take_over)
-  assert ownership.read_record(run_dir)['host'] == socket.gethostname()
+      ownership.acquire(run_dir)
+  assert ownership.read_record(run_dir)['pid'] == 4242
+
+
+def test_a_still_record_of_another_machine_is_taken_after_the_watch(
+    tmp_path, short_watch, warnings):
+  # Its wall-clock heartbeat is fresh (or a skewed clock says so): only the
+  # heartbeat standing still on this process's own clock counts.
+  run_dir = str(tmp_path)
+  _write_record(run_dir, **OTHER_MACHINE, heartbeat=time.time() + 3600)
+  start = time.monotonic()
+  owner = ownership.acquire(run_dir)
+  assert time.monotonic() - start >= 1.0
+  assert ownership.read_record(run_dir)['pid'] == os.getpid()
   owner.release()
+  assert 'stood still for 1 s' in warnings.text
+
+
+def test_take_over_flag_takes_a_foreign_record_at_once(tmp_path):
+  run_dir = str(tmp_path)
+  _write_record(run_dir, **OTHER_MACHINE)
+  start = time.monotonic()
+  owner = ownership.acquire(run_dir, take_over=True)
+  assert time.monotonic() - start < ownership.STALE_AFTER_S
+  assert ownership.read_record(run_dir)['pid'] == os.getpid()
+  owner.release()
+
+
+def test_a_renamed_host_finds_its_own_dead_run(tmp_path, warnings):
+  """A container restarted under a new host name, same kernel: the pid
+  decides, at once."""
+  dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+  dead.wait()
+  run_dir = str(tmp_path)
+  _write_record(run_dir, host='old-container-name', pid=dead.pid)
+  with ownership.owned(run_dir):
+    assert ownership.read_record(run_dir)['host'] == socket.gethostname()
+  assert 'its process is gone' in warnings.text
+
+
+def test_a_same_named_machine_is_not_judged_by_its_pid(tmp_path,
+                                                       short_watch):
+  """Another machine with this host name: its pid means nothing here."""
+  run_dir = str(tmp_path)
+  # pid 1 runs here, but the record's is another machine's pid 1.
+  record = _write_record(run_dir, **{**OTHER_MACHINE, 'pid': 1,
+                                     'host': socket.gethostname()})
+  with beating(run_dir, record):
+    with pytest.raises(ownership.RunDirectoryBusyError):
+      ownership.acquire(run_dir)
+
+
+@pytest.mark.parametrize('content, why', [
+    (b'[]', 'holds []'),
+    (b'null', 'holds null'),
+    (b'{"host": "h", "token": "t"}', 'has no pid'),
+    (b'{"host": "h", "token": "t", "pid": "12"}', "its pid is '12'"),
+    (b'\xff\xfe{', 'not JSON'),
+    (b'', 'not JSON'),
+])
+def test_a_malformed_record_is_one_line_and_take_over_clears_it(
+    tmp_path, content, why):
+  run_dir = str(tmp_path)
+  (tmp_path / ownership.OWNER_FILE).write_bytes(content)
+  with pytest.raises(ownership.MalformedRecordError) as error:
+    ownership.acquire(run_dir)
+  message = str(error.value)
+  assert why in message and '--take_over' in message and '\n' not in message
+  assert (tmp_path / ownership.OWNER_FILE).read_bytes() == content
+  with ownership.owned(run_dir, take_over=True):
+    assert ownership.read_record(run_dir)['pid'] == os.getpid()
+
+
+def test_the_heartbeat_survives_an_error(tmp_path, monkeypatch, warnings):
+  monkeypatch.setattr(ownership, 'HEARTBEAT_S', 0.05)
+  real = ownership.read_record
+  failures = []
+
+  def flaky(run_dir):
+    if not failures:
+      failures.append(1)
+      raise ValueError('injected')
+    return real(run_dir)
+
+  with ownership.owned(str(tmp_path)) as owner:
+    monkeypatch.setattr(ownership, 'read_record', flaky)
+    deadline = time.time() + 10
+    while real(str(tmp_path)).get('beats', 0) < 2 and time.time() < deadline:
+      time.sleep(0.02)
+    monkeypatch.setattr(ownership, 'read_record', real)
+    assert failures and real(str(tmp_path))['beats'] >= 2
+    assert owner._thread.is_alive()
+  assert 'injected' in warnings.text
+
+
+def test_file_url_run_directories_take_the_lock(tmp_path):
+  with ownership.owned(f'file://{tmp_path}'):
+    assert (tmp_path / ownership.LOCK_FILE).exists()
+    with pytest.raises(ownership.RunDirectoryBusyError):
+      ownership.acquire(str(tmp_path))
 
 
 def test_an_owner_taken_over_stops_at_its_next_check(tmp_path):
@@ -98,7 +196,8 @@ def test_an_owner_taken_over_stops_at_its_next_check(tmp_path):
   owner.confirm()  # Still ours: refreshes the heartbeat.
   assert ownership.read_record(run_dir)['heartbeat'] >= (
       owner.record['started'])
-  usurper = _write_record(run_dir, host='other-host', pid=7)
+  usurper = _write_record(run_dir, host='other-host', pid=7,
+                          boot_id='another-boot')
   with pytest.raises(ownership.OwnershipLostError,
                      match='taken over by pid 7 on host other-host'):
     owner.confirm()

@@ -4,6 +4,7 @@ The training round trip (results, summaries, resume) is tested here, on
 the in-memory filesystem; tiny_run and the script tests cover local disk.
 """
 
+import os
 import uuid
 
 import pytest
@@ -22,6 +23,23 @@ def test_json_round_trip_and_atomic_write_on_ram_filesystem():
   rundir.write_json(path, {'a': 2})  # Rewritten, not appended.
   assert rundir.read_json(path) == {'a': 2}
   assert tf.io.gfile.listdir(path.rsplit('/', 1)[0]) == ['results.json']
+
+
+@pytest.mark.parametrize('content', ['{"dataset": "mni', '[1, 2]', '\xff'])
+def test_a_damaged_config_names_the_file(tmp_path, content):
+  (tmp_path / rundir.CONFIG_FILE).write_bytes(content.encode('latin-1'))
+  with pytest.raises(ValueError) as error:
+    rundir.read_config(str(tmp_path))
+  assert str(tmp_path / rundir.CONFIG_FILE) in str(error.value)
+  assert 'rerun' in str(error.value)
+
+
+def test_a_failed_write_removes_its_temp_file_and_names_the_file(tmp_path):
+  (tmp_path / 'results.json').mkdir()  # Nothing can be renamed onto it.
+  with pytest.raises(rundir.WriteError,
+                     match=f'Could not write {tmp_path}/results.json'):
+    rundir.write_json(str(tmp_path / 'results.json'), {'a': 1})
+  assert os.listdir(tmp_path) == ['results.json']
 
 
 def test_missing_config_names_the_directory():
@@ -43,9 +61,15 @@ def test_ram_run_directory_trains_resumes_and_evaluates(tfds_dir):
   assert 0.0 <= written['test/accuracy_n1'] <= 1.0
   assert tf.io.gfile.listdir(rundir.join(run_dir, rundir.SUMMARY_DIR))
   # Asking for more steps resumes from step 6 instead of starting over.
+  trained_s = tf.train.load_checkpoint(rundir.join(  # The latest: step 6.
+      run_dir, rundir.CHECKPOINT_DIR)).get_tensor(
+          'wall_time/.ATTRIBUTES/VARIABLE_VALUE')
   more = training.train(config.TrainConfig(**{**cfg.to_dict(), 'steps': 8}))
   assert (more['start_step'], more['steps']) == (6, 8)
-  assert more['wall_time_s'] >= results['wall_time_s']
+  # The clock goes on from the training's time, without the earlier run's
+  # final test evaluation (its results.json counts that).
+  assert 0 < trained_s < results['wall_time_s'] and (
+      more['wall_time_s'] > trained_s)
   assert rundir.read_json(rundir.join(run_dir, 'results.json'))['steps'] == 8
   evaluated = evaluation.evaluate_run(run_dir, num_networks=5,
                                       data_dir=tfds_dir)

@@ -25,6 +25,9 @@ from hypergan_tf import rundir
 from hypergan_tf import training
 from tests.conftest import REPO
 from tests.conftest import TINY
+from tests.conftest import beating
+from tests.conftest import read_only
+from tests.conftest import small_filesystem
 
 # TINY as flags, long enough that a kill lands mid-run.
 STEPS = 40
@@ -122,6 +125,67 @@ def test_sigterm_saves_and_exits_with_one_line(tfds_dir, tmp_path):
   assert ownership.read_record(str(tmp_path)) is None  # Released.
 
 
+def test_sigkill_right_after_the_last_checkpoint_resumes_there(tfds_dir,
+                                                               tmp_path):
+  """Killed inside the window where the last step used to be saved again
+  (deleted, then rewritten): the same command resumes at that step, with
+  the weights an uninterrupted run ends with, and does not train again."""
+  flags_ = ['--deterministic', *TOY, '--steps=20']
+  whole, killed = tmp_path / 'whole', tmp_path / 'killed'
+  reference = _run(_command(whole, *flags_), tfds_dir)
+  assert reference.returncode == 0, reference.stderr[-3000:]
+  process = subprocess.Popen(_command(killed, *flags_), cwd=REPO,
+                             env=_env(tfds_dir), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  index = killed / rundir.CHECKPOINT_DIR / 'ckpt-20.index'
+  _wait_for(index.exists, process, 'checkpoint 20')
+  time.sleep(0.35)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  again = _run(_command(killed, *flags_), tfds_dir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert 'ckpt-20 at step 20' in again.stderr
+  results = [json.loads((run_dir / rundir.RESULTS_FILE).read_text())
+             for run_dir in (whole, killed)]
+  assert results[1]['start_step'] == 20 == results[1]['steps']
+  assert results[1]['weights_sha256'] == results[0]['weights_sha256']
+
+
+def test_a_run_directory_turned_read_only_is_one_line_and_resumes(
+    tfds_dir, tmp_path):
+  with small_filesystem(tmp_path / 'disk', 64 << 20) as disk:
+    run_dir = disk / 'run'
+    process = subprocess.Popen(_command(run_dir, *TOY, '--steps=100000'),
+                               cwd=REPO, env=_env(tfds_dir),
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _latest_checkpoint_step(run_dir) >= 10, process,
+              'checkpoint 10')
+    with read_only(disk):
+      _, stderr = process.communicate(timeout=300)
+      assert process.returncode == 1
+      error, = _errors(stderr)
+      assert 'Read-only file system' in error and 'is intact' in error
+      assert 'Traceback' not in stderr
+      saved = _latest_checkpoint_step(run_dir)
+    again = _run(_command(run_dir, *TOY, f'--steps={saved + 2}'), tfds_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f'ckpt-{saved} at step {saved}' in again.stderr
+
+
+def test_a_failing_results_write_is_one_line_and_leaves_no_temp_file(
+    tfds_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv('TFDS_DATA_DIR', tfds_dir)
+  (tmp_path / rundir.RESULTS_FILE).mkdir()  # Nothing can be renamed onto it.
+  with pytest.raises(SystemExit) as error:
+    _main_in_process([f'--run_dir={tmp_path}', *FLAGS, *TOY, '--steps=4'])
+  message = str(error.value.code)
+  assert message.startswith(f'error: Could not write {tmp_path}/results.json')
+  assert 'rerun the same command' in message and '\n' not in message
+  assert not glob.glob(str(tmp_path / '.results.json.tmp-*'))
+  assert _latest_checkpoint_step(tmp_path) == 4  # The training is kept.
+
+
 def _wait_for(condition, process, what):
   deadline = time.time() + 300
   while not condition():
@@ -209,11 +273,14 @@ def test_failing_checkpoint_write_is_one_line_and_keeps_the_last(tfds_dir,
 def test_take_over_flag_takes_a_live_foreign_record(tfds_dir, tmp_path,
                                                     monkeypatch):
   monkeypatch.setenv('TFDS_DATA_DIR', tfds_dir)
-  foreign = {**ownership.new_record(), 'host': 'other-host', 'pid': 4242}
-  tmp_path.joinpath(ownership.OWNER_FILE).write_text(json.dumps(foreign))
+  monkeypatch.setattr(ownership, 'STALE_AFTER_S', 1.0)
+  foreign = {**ownership.new_record(), 'host': 'other-host', 'pid': 4242,
+             'boot_id': 'another-machine'}
   argv = [f'--run_dir={tmp_path}', *FLAGS, '--steps=2']
-  with pytest.raises(SystemExit, match='trained by pid 4242 on host other-h'):
-    _main_in_process(argv)
+  with beating(str(tmp_path), foreign):
+    with pytest.raises(SystemExit,
+                       match='trained by pid 4242 on host other-h'):
+      _main_in_process(argv)
   assert not tmp_path.joinpath(rundir.CHECKPOINT_DIR).exists()  # Untouched.
   _main_in_process([*argv, '--take_over'])
   assert json.loads(tmp_path.joinpath('results.json').read_text())['steps'] == 2
@@ -229,11 +296,13 @@ def _copy_run(run_dir, tmp_path):
   return copy
 
 
-def _truncate_checkpoint(run_dir):
-  latest = tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINT_DIR))
-  data_file, = glob.glob(f'{latest}.data-*')
-  with open(data_file, 'r+b') as f:
-    f.truncate(100)
+def _truncate_checkpoints(run_dir):
+  """Every checkpoint: with one intact, training resumes from it instead
+  (tests/test_checkpoints.py)."""
+  for data_file in glob.glob(str(run_dir / rundir.CHECKPOINT_DIR /
+                                 'ckpt-*.data-*')):
+    with open(data_file, 'r+b') as f:
+      f.truncate(100)
 
 
 def _foreign_checkpoint(run_dir):
@@ -283,7 +352,7 @@ def test_bad_input_gives_one_clear_error(case, flags_, message, tiny_run,
               'foreign checkpoint'):
     run_dir = _copy_run(tiny_run, tmp_path)
   if case == 'truncated checkpoint':
-    _truncate_checkpoint(run_dir)
+    _truncate_checkpoints(run_dir)
   if case == 'foreign checkpoint':
     _foreign_checkpoint(run_dir)
   (tmp_path / 'empty').mkdir()
