@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from absl import logging
 import tensorflow as tf
@@ -144,10 +144,8 @@ def _is_running(record: dict[str, Any]) -> bool:
   return recorded is None or started is None or started == recorded
 
 
-def problem(record: Any) -> str | None:
+def problem(record: dict[str, Any]) -> str | None:
   """What makes a found record unusable, or None if it is one of ours."""
-  if not isinstance(record, dict):
-    return f'it holds {type(record).__name__}, not a record'
   if record.get('unreadable'):
     return record['unreadable']
   missing = [k for k in ('pid', 'token', 'host') if record.get(k) is None]
@@ -165,8 +163,7 @@ def _signature(record: dict[str, Any] | None) -> tuple:
   return (record.get('token'), record.get('beats'), record.get('heartbeat'))
 
 
-def watch(run_dir: str, record: dict[str, Any],
-          sleep: Callable[[float], None] = time.sleep) -> str | None:
+def watch(run_dir: str, record: dict[str, Any]) -> str | None:
   """Watches a record of another machine on this process's monotonic clock.
 
   Returns:
@@ -180,7 +177,7 @@ def watch(run_dir: str, record: dict[str, Any],
   start = last_report = time.monotonic()
   seen = _signature(record)
   while time.monotonic() - start < STALE_AFTER_S:
-    sleep(min(5.0, STALE_AFTER_S / 10))
+    time.sleep(min(5.0, STALE_AFTER_S / 10))
     if _signature(read_record(run_dir)) != seen:
       return None
     if time.monotonic() - last_report >= 60:
