@@ -22,7 +22,7 @@ setuptools.setup(
         'cleverhans==4.0.0',
         'matplotlib',
         'numpy',
-        # Only for its frost pictures (hypergan_tf.corruptions reads them
+        # Only for its frost pictures (hypergan_tf.datasets.corruptions reads them
         # without importing it); pulls in opencv-python and scikit-image.
         'imagecorruptions',
     ],

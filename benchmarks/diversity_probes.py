@@ -16,7 +16,7 @@ import os
 from absl import app
 from absl import flags
 
-from hypergan_tf import probes
+from hypergan_tf.experiments import probes
 
 PROBES = {
     'plain': [],

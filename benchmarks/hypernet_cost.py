@@ -20,8 +20,8 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from hypergan_tf import benchmark
-from hypergan_tf import rundir
+from hypergan_tf.experiments import benchmark
+from hypergan_tf.runtime import rundir
 
 _TARGET = flags.DEFINE_enum('target', 'cifar', ['cifar', 'cifar5', 'mnist'],
                             'Target network.')

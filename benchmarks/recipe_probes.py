@@ -20,8 +20,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from hypergan_tf import probes
-from hypergan_tf import rundir
+from hypergan_tf.experiments import probes
+from hypergan_tf.runtime import rundir
 
 PROBES = {
     'recipe': [],

@@ -20,10 +20,10 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from hypergan_tf import benchmark
-from hypergan_tf import config
-from hypergan_tf import rundir
-from hypergan_tf import training
+from hypergan_tf.experiments import benchmark
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
+from hypergan_tf.runtime import rundir
 
 config.define_flags()
 flags.FLAGS.set_default('run_dir', 'unused')  # A temporary one is used.

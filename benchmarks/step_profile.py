@@ -16,10 +16,10 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from hypergan_tf import benchmark
-from hypergan_tf import config
-from hypergan_tf import targets
-from hypergan_tf import training
+from hypergan_tf.experiments import benchmark
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
+from hypergan_tf.model import targets
 
 config.define_flags()
 flags.FLAGS.set_default('run_dir', 'unused')  # Nothing is written.

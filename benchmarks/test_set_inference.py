@@ -16,12 +16,12 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from hypergan_tf import benchmark
-from hypergan_tf import data
-from hypergan_tf import members
-from hypergan_tf import metrics
-from hypergan_tf import rundir
-from hypergan_tf import targets
+from hypergan_tf.datasets import data
+from hypergan_tf.evaluation import metrics
+from hypergan_tf.experiments import benchmark
+from hypergan_tf.model import members
+from hypergan_tf.model import targets
+from hypergan_tf.runtime import rundir
 
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Trained run directory.',
                                required=True)

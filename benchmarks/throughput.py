@@ -21,9 +21,9 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from hypergan_tf import benchmark
-from hypergan_tf import figures
-from hypergan_tf import rundir
+from hypergan_tf.evaluation import figures
+from hypergan_tf.experiments import benchmark
+from hypergan_tf.runtime import rundir
 
 _NETWORKS = flags.DEFINE_list('num_networks', ['1', '8', '32', '100'],
                               'Numbers of sampled networks N.')

@@ -17,9 +17,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from hypergan_tf import adversarial_protocols
-from hypergan_tf import attacks
-from hypergan_tf import data
+from hypergan_tf.datasets import data
+from hypergan_tf.evaluation import adversarial_protocols
+from hypergan_tf.evaluation import attacks
 
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory of '
                                'scripts/train.py (or a baseline run).',

@@ -11,7 +11,7 @@ shows as '—'. Prints the table and writes it to --output if given.
 from absl import app
 from absl import flags
 
-from hypergan_tf import comparison
+from hypergan_tf.evaluation import comparison
 
 _RUNS = flags.DEFINE_list('runs', None, 'Run directories, one column each '
                           '(the HyperGAN first, by convention).',

@@ -17,10 +17,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from hypergan_tf import corruptions
-from hypergan_tf import data
-from hypergan_tf import dataset_shift
-from hypergan_tf import evaluation
+from hypergan_tf.datasets import corruptions
+from hypergan_tf.datasets import data
+from hypergan_tf.evaluation import dataset_shift
+from hypergan_tf.evaluation import evaluation
 
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory of '
                                'scripts/train.py.', required=True)

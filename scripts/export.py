@@ -9,8 +9,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from hypergan_tf import export
-from hypergan_tf import members
+from hypergan_tf.model import members
+from hypergan_tf.serving import export
 
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory of '
                                'scripts/train.py (or of an ensemble / '

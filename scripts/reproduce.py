@@ -16,7 +16,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from hypergan_tf import reproduce
+from hypergan_tf.experiments import reproduce
 
 _BUDGET = flags.DEFINE_enum(
     'budget', 'cpu', list(reproduce.STEP_SCALES),

@@ -5,9 +5,9 @@ Rerunning the same command resumes from the latest checkpoint in --run_dir.
 
 from absl import app
 
-from hypergan_tf import config
-from hypergan_tf import loop
-from hypergan_tf import training
+from hypergan_tf.methods import loop
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
 
 config.define_flags()
 

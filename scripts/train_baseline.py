@@ -10,8 +10,8 @@ scripts/compare.py read the run directory like a HyperGAN's.
 
 from absl import app
 
-from hypergan_tf import baselines
-from hypergan_tf import loop
+from hypergan_tf.methods import baselines
+from hypergan_tf.methods import loop
 
 baselines.define_flags()
 

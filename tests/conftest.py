@@ -19,9 +19,9 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 import pytest  # pylint: disable=g-import-not-at-top
 
-from hypergan_tf import config  # pylint: disable=g-import-not-at-top
-from hypergan_tf import training  # pylint: disable=g-import-not-at-top
 from hypergan_tf.datasets import not_mnist  # pylint: disable=g-import-not-at-top
+from hypergan_tf.methods.hypergan import config  # pylint: disable=g-import-not-at-top
+from hypergan_tf.methods.hypergan import training  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data'

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import adversarial_protocols as protocols
-from hypergan_tf import attacks
-from hypergan_tf import data
-from hypergan_tf import members
+from hypergan_tf.datasets import data
+from hypergan_tf.evaluation import adversarial_protocols as protocols
+from hypergan_tf.evaluation import attacks
+from hypergan_tf.model import members
 
 
 class LinearMembers:

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # pylint: disable=g-direct-tensorflow-import
 
 import hypergan_tf
-from hypergan_tf import baselines
+from hypergan_tf.methods import baselines
 from tests.conftest import REPO
 
 

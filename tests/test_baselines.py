@@ -7,13 +7,13 @@ from absl import flags
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import baselines
-from hypergan_tf import data
-from hypergan_tf import evaluation
-from hypergan_tf import export
-from hypergan_tf import loop
-from hypergan_tf import members
-from hypergan_tf import targets
+from hypergan_tf.datasets import data
+from hypergan_tf.evaluation import evaluation
+from hypergan_tf.methods import baselines
+from hypergan_tf.methods import loop
+from hypergan_tf.model import members
+from hypergan_tf.model import targets
+from hypergan_tf.serving import export
 from tests.conftest import REPO
 from tests.conftest import SHARED_DATA
 
@@ -168,7 +168,7 @@ def test_resume_continues_exactly(method, tfds_dir, tmp_path):
     first.train_step(*batch)
   loop.Checkpoints(first).save()
   second = baselines.BaselineTrainer(cfg, num_train_examples=60_000)
-  assert loop.Checkpoints(second).restore()
+  assert loop.Checkpoints(second).restored()
   assert int(second.step.numpy()) == 2
   for a, b in zip(first.model.weights, second.model.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import checkpoints
+from hypergan_tf.runtime import checkpoints
 from tests.conftest import small_filesystem
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hypergan_tf import comparison
+from hypergan_tf.evaluation import comparison
 from tests.conftest import REPO
 
 

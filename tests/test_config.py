@@ -6,9 +6,9 @@ from absl import flags
 import numpy as np
 import pytest
 
-from hypergan_tf import config
-from hypergan_tf import data
-from hypergan_tf import training
+from hypergan_tf.datasets import data
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
 from tests.conftest import REPO
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from hypergan_tf import corruptions
 from hypergan_tf.datasets import cifar10_c
+from hypergan_tf.datasets import corruptions
 
 SEED = 0
 NUM_IMAGES = 8

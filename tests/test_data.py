@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import data
+from hypergan_tf.datasets import data
 
 
 def test_mnist_training_batches(tfds_dir):
@@ -120,7 +120,9 @@ def test_subset_slices_and_missing_splits_are_refused(tfds_dir):
 def test_out_of_distribution_sets_cannot_be_trained_on():
   assert 'cifar5' in data.TRAINABLE
   assert not {'cifar5_ood', 'not_mnist'} & set(data.TRAINABLE)
-  for name, (ood, _) in data.VALIDATION_OOD.items():
+  for name, (ood, _) in ((name, spec.validation_ood)
+                        for name, spec in data.DATASETS.items()
+                        if spec.validation_ood):
     assert data.DATASETS[ood].ood and name in data.TRAINABLE
 
 

@@ -7,13 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from hypergan_tf import baselines
-from hypergan_tf import comparison
-from hypergan_tf import corruptions
-from hypergan_tf import data
-from hypergan_tf import dataset_shift
-from hypergan_tf import evaluation
-from hypergan_tf import members
+from hypergan_tf.datasets import corruptions
+from hypergan_tf.datasets import data
+from hypergan_tf.evaluation import comparison
+from hypergan_tf.evaluation import dataset_shift
+from hypergan_tf.evaluation import evaluation
+from hypergan_tf.methods import baselines
+from hypergan_tf.model import members
 from tests.conftest import REPO
 
 

@@ -11,11 +11,11 @@ from absl import flags
 import numpy as np
 import pytest
 
-from hypergan_tf import config
-from hypergan_tf import evaluation
-from hypergan_tf import members
-from hypergan_tf import rundir
-from hypergan_tf import training
+from hypergan_tf.evaluation import evaluation
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
+from hypergan_tf.model import members
+from hypergan_tf.runtime import rundir
 from tests.conftest import REPO
 from tests.conftest import SHARED_DATA
 from tests.conftest import TINY

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import export
-from hypergan_tf import members
-from hypergan_tf import targets
+from hypergan_tf.model import members
+from hypergan_tf.model import targets
+from hypergan_tf.serving import export
 from tests.conftest import REPO
 
 # Runs with `python -I` in an empty directory, hypergan_tf blocked outright.

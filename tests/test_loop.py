@@ -1,11 +1,11 @@
-"""hypergan_tf/loop.py's signal handling, on plain Python steps."""
+"""hypergan_tf/methods/loop.py's signal handling, on plain Python steps."""
 
 import os
 import signal
 
 import pytest
 
-from hypergan_tf import loop
+from hypergan_tf.methods import loop
 
 
 def test_sigterm_stops_before_the_next_step_not_inside_one():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import metrics
+from hypergan_tf.evaluation import metrics
 
 
 def test_ensemble_accuracy_on_hand_made_case():

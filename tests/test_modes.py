@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import evaluation
-from hypergan_tf import hypernet
-from hypergan_tf import modes
-from hypergan_tf import targets
+from hypergan_tf.evaluation import evaluation
+from hypergan_tf.model import hypernet
+from hypergan_tf.model import modes
+from hypergan_tf.model import targets
 
 SMALL = hypernet.HyperNetConfig(noise_dim=16, code_dim=8, hidden_units=64,
                                 hidden_layers=2, modes=3)

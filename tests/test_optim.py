@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import optim
+from hypergan_tf.runtime import optim
 
 
 def _compiled_update(optimizer, variable):

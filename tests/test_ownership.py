@@ -17,7 +17,7 @@ from absl import logging as absl_logging
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import ownership
+from hypergan_tf.runtime import ownership
 from tests.conftest import REPO
 from tests.conftest import beating
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hypergan_tf import paper_tables
+from hypergan_tf.experiments import paper_tables
 
 
 def _run(path, metrics, steps=8000, wall_time_s=600.0):

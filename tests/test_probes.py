@@ -6,8 +6,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from hypergan_tf import probes
-from hypergan_tf import rundir
+from hypergan_tf.experiments import probes
+from hypergan_tf.runtime import rundir
 
 
 def _finished(run_dir, **results):

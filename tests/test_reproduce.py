@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hypergan_tf import reproduce
+from hypergan_tf.experiments import reproduce
 from tests.conftest import REPO
 
 

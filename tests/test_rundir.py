@@ -10,10 +10,10 @@ import uuid
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import config
-from hypergan_tf import evaluation
-from hypergan_tf import rundir
-from hypergan_tf import training
+from hypergan_tf.evaluation import evaluation
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
+from hypergan_tf.runtime import rundir
 from tests.conftest import TINY
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import targets
+from hypergan_tf.model import targets
 
 
 def _random_params(spec, n, seed=0):

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import config
-from hypergan_tf import evaluation
-from hypergan_tf import loop
-from hypergan_tf import members
-from hypergan_tf import ownership
-from hypergan_tf import rundir
-from hypergan_tf import training
+from hypergan_tf.evaluation import evaluation
+from hypergan_tf.methods import loop
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
+from hypergan_tf.model import members
+from hypergan_tf.runtime import ownership
+from hypergan_tf.runtime import rundir
 from tests.conftest import REPO
 from tests.conftest import TINY
 from tests.conftest import beating

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf import config
-from hypergan_tf import data
-from hypergan_tf import loop
-from hypergan_tf import members
-from hypergan_tf import ownership
-from hypergan_tf import rundir
-from hypergan_tf import training
+from hypergan_tf.datasets import data
+from hypergan_tf.methods import loop
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
+from hypergan_tf.model import members
+from hypergan_tf.runtime import ownership
+from hypergan_tf.runtime import rundir
 from tests.conftest import TINY
 
 
@@ -178,7 +178,7 @@ def test_evaluate_reports_single_and_ensemble(batch, tmp_path):
           'test/accuracy_n4'} <= set(result)
   assert 'test/accuracy_n10' not in result  # Only 4 networks.
   params = trainer.sample_eval_params(4)
-  from hypergan_tf import targets  # pylint: disable=g-import-not-at-top
+  from hypergan_tf.model import targets  # pylint: disable=g-import-not-at-top
   logits = targets.apply(trainer.spec, params, images).numpy()
   per_net = (logits.argmax(-1) == labels.numpy()).mean(1)
   assert result['test/accuracy_n1'] == pytest.approx(per_net.mean())

@@ -26,7 +26,9 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from hypergan_tf import config, data, training
+from hypergan_tf.datasets import data
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
 out = {}
 for name, overrides in json.loads(sys.argv[1]).items():
   cfg = config.TrainConfig(**overrides)
@@ -96,7 +98,8 @@ def _free_ports(n):
 
 _WORKER = '''
 import json, sys
-from hypergan_tf import config, training
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
 cfg = config.TrainConfig(**json.loads(sys.argv[1]))
 print(json.dumps(training.train(cfg)))
 '''

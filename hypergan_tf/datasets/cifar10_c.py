@@ -2,7 +2,7 @@
 
 The 15 corruptions of CIFAR-10-C (Hendrycks & Dietterich, ICLR 2019) at
 severities 1-5, one BuilderConfig `<corruption>_<severity>` each (75), applied
-by `hypergan_tf.corruptions.corrupt` to the CIFAR-10 `test` split of a source
+by `hypergan_tf.datasets.corruptions.corrupt` to the CIFAR-10 `test` split of a source
 TFDS data directory. TFDS' catalogue has `cifar10_corrupted`, which downloads
 the published 2.9 GB archive; this one downloads nothing, so the source
 directory may be a read-only shared one, and the builder writes only its own
@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from hypergan_tf import corruptions
+from hypergan_tf.datasets import corruptions
 
 SEED = 0
 SOURCE_NAME = 'cifar10'

@@ -1,0 +1,1 @@
+"""Experiment drivers: paper tables, probes, benchmarks, reproduction."""

@@ -1,0 +1,1 @@
+"""Methods: the one training loop, the HyperGAN method and the baselines."""

@@ -1,0 +1,1 @@
+"""The HyperGAN method: its config, diversity terms and training step."""

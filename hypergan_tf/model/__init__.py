@@ -1,0 +1,1 @@
+"""Models: target-network specs, the hypernetwork, modes, the members interface."""

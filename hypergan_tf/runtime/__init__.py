@@ -1,0 +1,1 @@
+"""What a run needs beside its model: the run directory, checkpoints, ownership, optimizers."""

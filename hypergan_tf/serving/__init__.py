@@ -1,0 +1,1 @@
+"""Serving: `load` a run directory, export a SavedModel."""
