@@ -43,7 +43,8 @@ def _import_tensorflow_quietly() -> None:
 
 _import_tensorflow_quietly()
 
+from hypergan_tf import data  # pylint: disable=g-import-not-at-top
 from hypergan_tf.serving.api import load  # pylint: disable=g-import-not-at-top
 from hypergan_tf.serving.api import Model  # pylint: disable=g-import-not-at-top
 
-__all__ = ['load', 'Model']
+__all__ = ['data', 'load', 'Model']

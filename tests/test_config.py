@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from hypergan_tf.datasets import data
+from hypergan_tf.methods import baselines
+from hypergan_tf.methods import config as base
+from hypergan_tf.methods.baselines import config as baseline_config
 from hypergan_tf.methods.hypergan import config
 from hypergan_tf.methods.hypergan import training
 from tests.conftest import REPO
@@ -111,3 +114,29 @@ def test_every_flagfile_trains(flagfiles, tfds_dir):
     losses = trainer.train_step(*batch)
   assert int(trainer.step.numpy()) == 2
   assert all(np.isfinite(value) for value in losses.values())
+
+
+def test_no_field_is_declared_twice():
+  shared = {f.name for f in dataclasses.fields(base.RunConfig)}
+  seen = set()
+  for cls in (config.TrainConfig, baseline_config.BaselineConfig,
+              *baseline_config.OPTIONS):
+    own = {name for name, kind in vars(cls).get('__annotations__', {}).items()
+           if 'ClassVar' not in str(kind)}
+    assert not own & shared, cls
+    if cls is not config.TrainConfig:
+      assert not own & seen, cls
+      seen |= own
+
+
+def test_old_config_json_loads_without_removed_flags():
+  old = {**config.TrainConfig(steps=300).to_dict(), 'weight_noise': 0.0}
+  assert config.TrainConfig.from_dict(old) == config.TrainConfig(steps=300)
+  with pytest.raises(ValueError, match='weight_noise=0.1.*4409bc9'):
+    config.TrainConfig.from_dict({**old, 'weight_noise': 0.1})
+
+
+def test_the_method_default_warmup_and_the_dataset_default_target():
+  assert config.TrainConfig().warmup_steps == 200
+  assert baselines.BaselineConfig().warmup_steps == 0
+  assert config.TrainConfig(dataset='cifar5', steps=300).target == 'cifar5'
