@@ -82,7 +82,7 @@ def _same_step(flagfiles):
   for flagfile in flagfiles:
     cfg = _parse(f'--flagfile={flagfile}')
     spec = data.get_spec(cfg.dataset)  # A fixed subset has the same test set.
-    key = (repr(dataclasses.replace(spec, train_size=None)),
+    key = (repr(dataclasses.replace(spec, train_size=None, label='')),
            repr({k: v for k, v in cfg.to_dict().items()
                  if k not in NOT_IN_THE_STEP}))
     groups.setdefault(key, []).append(flagfile)

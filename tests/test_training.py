@@ -13,6 +13,7 @@ from hypergan_tf.methods import loop
 from hypergan_tf.methods.hypergan import config
 from hypergan_tf.methods.hypergan import training
 from hypergan_tf.model import members
+from hypergan_tf.runtime import checkpoints
 from hypergan_tf.runtime import ownership
 from hypergan_tf.runtime import rundir
 from tests.conftest import TINY
@@ -119,7 +120,7 @@ def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path,
   second = training.Trainer(cfg)
   assert any(not np.array_equal(saved[k], v)
              for k, v in _state(second).items())
-  assert loop.Checkpoints(second).restore()
+  assert loop.Checkpoints(second).restored()
   restored = _state(second)
   assert saved.keys() == restored.keys()
   for key, value in saved.items():
@@ -205,7 +206,7 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(
   assert ownership.read_record(str(tmp_path)) is None  # Released.
   trainer = training.load_trainer(str(tmp_path))
   assert int(trainer.step.numpy()) == 2  # Not the broken step 3.
-  assert rundir.all_finite(trainer.variables)
+  assert checkpoints.all_finite(trainer.variables)
 
 
 def test_resuming_with_another_model_shape_is_refused(tmp_path):
