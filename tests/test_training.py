@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hypergan_tf import checkpoints
 from hypergan_tf import config
 from hypergan_tf import data
 from hypergan_tf import loop
@@ -210,7 +211,7 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_checkpoint(
   assert ownership.read_record(str(tmp_path)) is None  # Released.
   trainer = training.load_trainer(str(tmp_path))
   assert int(trainer.step.numpy()) == 2  # Not the broken step 3.
-  assert rundir.all_finite(trainer.variables)
+  assert checkpoints.all_finite(trainer.variables)
 
 
 def test_resuming_with_another_model_shape_is_refused(tmp_path):
