@@ -34,20 +34,21 @@ def _psnr(corrupted, clean):
   return float(np.mean(10 * np.log10(255.**2 / np.maximum(mse, 1e-10))))
 
 
-def test_deterministic_corruptions_equal_the_reference_script_bit_for_bit(
-    cifar):
-  """The corruptions that draw nothing at random, against the same images
-  corrupted by the CIFAR-10-C script's own functions (make_cifar_c.py of
-  hendrycks/robustness; tests/data/make_cifar10_c_reference.py made them,
-  with the library versions the file records)."""
+def test_corruptions_equal_the_reference_script_bit_for_bit(cifar):
+  """The corruptions that draw nothing at random, and Gaussian and shot
+  noise given the same draws, against the same images corrupted by the
+  CIFAR-10-C script's own functions (make_cifar_c.py of hendrycks/robustness;
+  tests/data/make_cifar10_c_reference.py made them, with the library
+  versions the file records)."""
   reference = np.load(REFERENCE)
   clean = reference['clean']
   np.testing.assert_array_equal(clean, cifar[0][:len(clean)])
-  assert set(corruptions.DETERMINISTIC) <= set(reference.files)
-  for name in corruptions.DETERMINISTIC:
+  names = (*corruptions.DETERMINISTIC, 'gaussian_noise', 'shot_noise')
+  assert set(names) <= set(reference.files)
+  for name in names:
     for severity in corruptions.SEVERITIES:
       np.testing.assert_array_equal(
-          corruptions.corrupt(clean, name, severity, SEED),
+          corruptions.corrupt(clean, name, severity, int(reference['seed'])),
           reference[name][severity - 1],
           err_msg=f'{name} {severity} ({reference["versions"]})')
 

@@ -11,8 +11,13 @@ dataset loop is cut off. Each image goes in as the script passes it (a PIL
 image of the uint8 array: its ToTensor + ToPILImage round trip is exact)
 and comes out as the script saves it, `np.uint8(...)`.
 
-Only the corruptions that draw nothing at random: the others drew from
-numpy's global generator image after image, which no test can replay.
+The corruptions that draw nothing at random, and two that do, given the
+same draws: the script drew from numpy's global generator image after
+image, which nothing can replay, so here its `np.random.normal` (Gaussian
+noise) and `np.random.poisson` (shot noise) draw from image i's own stream
+as `hypergan_tf.corruptions` keys it, `SeedSequence([SEED, index of the
+corruption in CORRUPTIONS, severity], spawn_key=(i,))`. (The other random
+ones draw through scikit-image or Wand, or in an order of their own.)
 
   python tests/data/make_cifar10_c_reference.py /path/to/make_cifar_c.py \
       [TFDS data directory holding cifar10]
@@ -32,6 +37,13 @@ import tensorflow_datasets as tfds
 
 NAMES = ('defocus_blur', 'zoom_blur', 'brightness', 'contrast', 'pixelate',
          'jpeg_compression')
+RANDOM_NAMES = ('gaussian_noise', 'shot_noise')
+# In CIFAR-10-C's order (hypergan_tf.corruptions.CORRUPTIONS), for the keys.
+ORDER = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur',
+         'glass_blur', 'motion_blur', 'zoom_blur', 'snow', 'frost', 'fog',
+         'brightness', 'contrast', 'elastic_transform', 'pixelate',
+         'jpeg_compression')
+SEED = 0
 NUM_IMAGES = 2
 OUT = __file__.rsplit('/', 1)[0] + '/cifar10_c_reference.npz'
 
@@ -57,11 +69,20 @@ def main(path, data_dir=None):
   functions = reference_functions(path)
   clean = tfds.as_numpy(tfds.load('cifar10', split=f'test[:{NUM_IMAGES}]',
                                   data_dir=data_dir, batch_size=-1))['image']
-  out = {'clean': clean}
-  for name in NAMES:
-    out[name] = np.stack([
-        np.stack([np.uint8(functions[name](Image.fromarray(image), severity))
-                  for image in clean]) for severity in range(1, 6)])
+  out = {'clean': clean, 'seed': np.array(SEED)}
+  global_normal, global_poisson = np.random.normal, np.random.poisson
+  try:
+    for name in NAMES + RANDOM_NAMES:
+      out[name] = np.zeros((5, *clean.shape), np.uint8)
+      for severity in range(1, 6):
+        for i, image in enumerate(clean):
+          stream = np.random.default_rng(np.random.SeedSequence(
+              [SEED, ORDER.index(name), severity], spawn_key=(i,)))
+          np.random.normal, np.random.poisson = stream.normal, stream.poisson
+          out[name][severity - 1, i] = np.uint8(
+              functions[name](Image.fromarray(image), severity))
+  finally:
+    np.random.normal, np.random.poisson = global_normal, global_poisson
   out['versions'] = np.array(
       f'numpy {np.__version__}, scipy {scipy.__version__}, opencv '
       f'{cv2.__version__}, scikit-image {skimage.__version__}, pillow '
