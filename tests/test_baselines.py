@@ -168,7 +168,7 @@ def test_resume_continues_exactly(method, tfds_dir, tmp_path):
     first.train_step(*batch)
   loop.Checkpoints(first).save()
   second = baselines.BaselineTrainer(cfg, num_train_examples=60_000)
-  assert loop.Checkpoints(second).restore()
+  assert loop.Checkpoints(second).restored()
   assert int(second.step.numpy()) == 2
   for a, b in zip(first.model.weights, second.model.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -121,7 +121,7 @@ def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path,
   second = training.Trainer(cfg)
   assert any(not np.array_equal(saved[k], v)
              for k, v in _state(second).items())
-  assert loop.Checkpoints(second).restore()
+  assert loop.Checkpoints(second).restored()
   restored = _state(second)
   assert saved.keys() == restored.keys()
   for key, value in saved.items():
@@ -154,14 +154,13 @@ def test_corrupt_checkpoint_gives_clear_error(batch, tmp_path):
   with open(path + '.data-00000-of-00001', 'r+b') as f:
     f.truncate(100)
   with pytest.raises(RuntimeError, match='cannot be restored'):
-    loop.Checkpoints(training.Trainer(cfg)).restore()
+    loop.Checkpoints(training.Trainer(cfg))  # Restores as it is made.
 
 
 def test_foreign_checkpoint_gives_clear_error(tmp_path):
   loop.Checkpoints(training.Trainer(_cfg(str(tmp_path)))).save()
   with pytest.raises(RuntimeError, match='other flags'):
-    loop.Checkpoints(training.Trainer(_cfg(str(tmp_path), code_dim=4))
-                     ).restore()
+    loop.Checkpoints(training.Trainer(_cfg(str(tmp_path), code_dim=4)))
 
 
 def _summary_tags(directory) -> set[str]:
