@@ -19,9 +19,11 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 import pytest  # pylint: disable=g-import-not-at-top
 
-from hypergan_tf.datasets import not_mnist  # pylint: disable=g-import-not-at-top
+from hypergan_tf.datasets import data  # pylint: disable=g-import-not-at-top
 from hypergan_tf.methods.hypergan import config  # pylint: disable=g-import-not-at-top
 from hypergan_tf.methods.hypergan import training  # pylint: disable=g-import-not-at-top
+from hypergan_tf.model import members  # pylint: disable=g-import-not-at-top
+from hypergan_tf.datasets import not_mnist  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data'
@@ -93,6 +95,20 @@ def tiny_run(tfds_dir, tmp_path_factory) -> pathlib.Path:
   path = tmp_path_factory.mktemp('tiny') / 'runs' / 'mnist'
   shutil.copytree(trained, path)
   return path
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tiny_run):
+  """tiny_run's networks (`members.load`), loaded once per test module."""
+  return members.load(str(tiny_run))
+
+
+@pytest.fixture(scope='module')
+def mnist_batch(tfds_dir):
+  """The first 32 MNIST test images (float32 in [0, 1]) and labels, numpy."""
+  x, y = next(iter(data.load('mnist', 'test[:32]', 32, training=False,
+                             data_dir=tfds_dir, download=False)))
+  return x.numpy(), y.numpy()
 
 
 class _Warnings(logging.Handler):

@@ -137,20 +137,8 @@ def test_adaptive_attack_has_strong_rows_only():
   assert len([name for name in panels if name.startswith('paper')]) == 1
 
 
-@pytest.fixture(scope='module')
-def model(tiny_run):
-  return members.load(str(tiny_run))
-
-
-@pytest.fixture(scope='module')
-def batch(tfds_dir):
-  x, y = next(iter(data.load('mnist', 'test[:32]', 32, training=False,
-                             data_dir=tfds_dir, download=False)))
-  return x.numpy(), y.numpy()
-
-
-def test_fresh_networks_share_no_parameters_with_the_source(model):
-  nets = protocols.paper_networks(model, (2, 5), seed=0)
+def test_fresh_networks_share_no_parameters_with_the_source(tiny_model):
+  nets = protocols.paper_networks(tiny_model, (2, 5), seed=0)
   assert nets.fuse == 'softmax' and not nets.overlap and nets.sizes == [2, 5]
   for source, fresh in zip(tf.nest.flatten(nets.source),
                            tf.nest.flatten(nets.fresh)):
@@ -160,14 +148,14 @@ def test_fresh_networks_share_no_parameters_with_the_source(model):
       assert not np.any(member == source), 'a fresh member reuses a weight'
 
 
-def test_kept_examples_are_exactly_the_successful_ones(model, batch):
-  x, y = batch
-  attacker = attacks.EnsembleAttack(model, 1)
-  attacker.set_members(model.sample(1, 4))
+def test_kept_examples_are_exactly_the_successful_ones(tiny_model, mnist_batch):
+  x, y = mnist_batch
+  attacker = attacks.EnsembleAttack(tiny_model, 1)
+  attacker.set_members(tiny_model.sample(1, 4))
   result = protocols.early_stopped_fgsm(attacker, x, y, eps=0.3,
                                         max_steps=3, batch_size=16)
-  source = lambda images: np.asarray(model.logits(
-      model.sample(1, 4), tf.constant(images)))[0].argmax(-1)
+  source = lambda images: np.asarray(tiny_model.logits(
+      tiny_model.sample(1, 4), tf.constant(images)))[0].argmax(-1)
   np.testing.assert_array_equal(result.clean_correct, source(x) == y)
   fooled = source(result.adversarial) != y
   np.testing.assert_array_equal(result.kept, result.clean_correct & fooled)
@@ -176,12 +164,13 @@ def test_kept_examples_are_exactly_the_successful_ones(model, batch):
   assert attacker.trace_count == 1
 
 
-def test_paper_protocol_eps_zero_and_one_trace_for_the_sweep(model, batch):
-  x, y = batch
+def test_paper_protocol_eps_zero_and_one_trace_for_the_sweep(
+    tiny_model, mnist_batch):
+  x, y = mnist_batch
   cfg = attacks.AdversarialConfig(
       epsilons=(0.0, 0.3), paper_ensemble_sizes=(2, 3), scale_check_size=3,
       paper_steps=2, num_examples=len(y), batch_size=16)
-  out, per_image, traces = protocols.paper_protocol(model, x, y, cfg)
+  out, per_image, traces = protocols.paper_protocol(tiny_model, x, y, cfg)
   assert traces == 1  # Two attacks x two epsilons, one source network.
   for name in ('fgsm', 'bim'):
     assert out[f'adv_paper/{name}_eps0_num_kept'] == 0

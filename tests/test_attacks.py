@@ -14,23 +14,6 @@ from hypergan_tf.model import members
 from tests.conftest import REPO
 
 
-@pytest.fixture(scope='module')
-def run_dir(tiny_run):
-  return tiny_run
-
-
-@pytest.fixture(scope='module')
-def model(run_dir):
-  return members.load(str(run_dir))
-
-
-@pytest.fixture(scope='module')
-def batch(tfds_dir):
-  x, y = next(iter(data.load('mnist', 'test[:16]', 16, training=False,
-                             data_dir=tfds_dir, download=False)))
-  return x.numpy(), y.numpy()
-
-
 def test_fused_logits_are_log_of_mean_softmax():
   logits = tf.constant([[[2.0, 0.0, -1.0]], [[0.0, 3.0, 0.5]]])  # [2, 1, 3]
   fused = attacks.fused_logits(logits)
@@ -41,34 +24,36 @@ def test_fused_logits_are_log_of_mean_softmax():
                              tf.nn.softmax(logits[0]), rtol=1e-5)
 
 
-def test_mean_logits_fusion_attacks_the_mean_of_member_logits(model, batch):
-  x, _ = batch
-  params = model.sample(3, 0)
-  attacker = attacks.EnsembleAttack(model, 3, fuse='logits')
+def test_mean_logits_fusion_attacks_the_mean_of_member_logits(
+    tiny_model, mnist_batch):
+  x, _ = mnist_batch
+  params = tiny_model.sample(3, 0)
+  attacker = attacks.EnsembleAttack(tiny_model, 3, fuse='logits')
   attacker.set_members(params)
   np.testing.assert_allclose(
       attacker.model_fn(tf.constant(x)),
-      tf.reduce_mean(model.logits(params, tf.constant(x)), axis=0),
+      tf.reduce_mean(tiny_model.logits(params, tf.constant(x)), axis=0),
       rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match='Unknown fuse'):
-    attacks.EnsembleAttack(model, 3, fuse='median')
+    attacks.EnsembleAttack(tiny_model, 3, fuse='median')
 
 
 @pytest.mark.parametrize('attack', attacks.ATTACKS)
-def test_eps_zero_changes_no_input(model, batch, attack):
-  x, y = batch
-  attacker = attacks.EnsembleAttack(model, 3)
-  attacker.set_members(model.sample(3, 0))
+def test_eps_zero_changes_no_input(tiny_model, mnist_batch, attack):
+  x, y = mnist_batch
+  attacker = attacks.EnsembleAttack(tiny_model, 3)
+  attacker.set_members(tiny_model.sample(3, 0))
   adv = attacker.attack(attack, x, y, 0.0, batch_size=16, pgd_steps=2)
   np.testing.assert_array_equal(adv, x)
 
 
 @pytest.mark.parametrize('attack', attacks.DEFAULT_ATTACKS)
-def test_attack_raises_loss_and_stays_in_eps_ball(model, batch, attack):
-  x, y = batch
+def test_attack_raises_loss_and_stays_in_eps_ball(
+    tiny_model, mnist_batch, attack):
+  x, y = mnist_batch
   eps = 0.1
-  attacker = attacks.EnsembleAttack(model, 3)
-  attacker.set_members(model.sample(3, 0))
+  attacker = attacks.EnsembleAttack(tiny_model, 3)
+  attacker.set_members(tiny_model.sample(3, 0))
   adv = attacker.attack(attack, x, y, eps, batch_size=16, pgd_steps=3)
   assert adv.shape == x.shape and adv.dtype == np.float32
   assert adv.min() >= 0.0 and adv.max() <= 1.0
@@ -85,16 +70,16 @@ def test_attack_raises_loss_and_stays_in_eps_ball(model, batch, attack):
       (attacker.loss(random, y) - clean_loss).mean())
 
 
-def test_adaptive_attack_is_wrong_and_sure(model, batch):
+def test_adaptive_attack_is_wrong_and_sure(tiny_model, mnist_batch):
   """pgd_entropy: toward the likeliest wrong class, lowering the entropy."""
-  x, y = batch
+  x, y = mnist_batch
   kw = dict(batch_size=16, pgd_steps=5, pgd_rand_init=False)
-  params = model.sample(3, 0)
+  params = tiny_model.sample(3, 0)
   fused = lambda a, images: a.model_fn(tf.constant(images))
   entropy = lambda a, images: -tf.reduce_sum(
       tf.nn.softmax(fused(a, images)) * tf.nn.log_softmax(fused(a, images)),
       -1).numpy()
-  targeted = attacks.EnsembleAttack(model, 3, entropy_weight=0.0)
+  targeted = attacks.EnsembleAttack(tiny_model, 3, entropy_weight=0.0)
   targeted.set_members(params)
   clean = fused(targeted, x).numpy()
   clean[np.arange(len(y)), y] = -np.inf
@@ -104,39 +89,39 @@ def test_adaptive_attack_is_wrong_and_sure(model, batch):
   assert np.all(targeted.loss(adv, target) < targeted.loss(x, target))
   # The tiny model is barely trained (entropy near log 10 everywhere): a
   # large weight makes the entropy term's pull visible.
-  sure = attacks.EnsembleAttack(model, 3, entropy_weight=100.0)
+  sure = attacks.EnsembleAttack(tiny_model, 3, entropy_weight=100.0)
   sure.set_members(params)
   adv = sure.attack('pgd_entropy', x, y, 0.1, **kw)
   plain = sure.attack('pgd', x, y, 0.1, **kw)
   assert np.all(entropy(sure, adv) < entropy(sure, x))
   assert entropy(sure, adv).mean() < entropy(sure, plain).mean()
   with pytest.raises(ValueError, match='entropy_weight must be >= 0'):
-    attacks.EnsembleAttack(model, 3, entropy_weight=-1.0)
+    attacks.EnsembleAttack(tiny_model, 3, entropy_weight=-1.0)
 
 
-def test_no_retracing_across_ensembles(model, batch):
-  x, y = batch
-  attacker = attacks.EnsembleAttack(model, 3)
+def test_no_retracing_across_ensembles(tiny_model, mnist_batch):
+  x, y = mnist_batch
+  attacker = attacks.EnsembleAttack(tiny_model, 3)
   results = []
   for seed in range(3):
-    attacker.set_members(model.sample(3, seed))
+    attacker.set_members(tiny_model.sample(3, seed))
     for eps in (0.05, 0.1):
       results.append(attacker.attack('fgsm', x, y, eps, batch_size=8))
     attacker.attack('pgd', x, y, 0.1, batch_size=8, pgd_steps=2)
     assert attacker.trace_count == 1, f'retraced at ensemble {seed}'
   # The traced graph reads the reassigned variables: ensemble 2 through the
   # reused model_fn equals ensemble 2 attacked by a fresh one.
-  fresh = attacks.EnsembleAttack(model, 3)
-  fresh.set_members(model.sample(3, 2))
+  fresh = attacks.EnsembleAttack(tiny_model, 3)
+  fresh.set_members(tiny_model.sample(3, 2))
   np.testing.assert_allclose(results[-1], fresh.attack('fgsm', x, y, 0.1,
                                                        batch_size=8))
   assert not np.array_equal(results[1], results[-1])  # Ensembles differ.
 
 
-def test_set_members_rejects_another_ensemble_size(model):
-  attacker = attacks.EnsembleAttack(model, 3)
+def test_set_members_rejects_another_ensemble_size(tiny_model):
+  attacker = attacks.EnsembleAttack(tiny_model, 3)
   with pytest.raises(ValueError, match='ensembles of 3'):
-    attacker.set_members(model.sample(2, 0))
+    attacker.set_members(tiny_model.sample(2, 0))
 
 
 def test_detection_threshold_on_hand_made_entropies():
@@ -152,25 +137,25 @@ def test_detection_threshold_on_hand_made_entropies():
     attacks.entropy_threshold(clean, fpr=0.0)
 
 
-def test_member_logits_in_chunks_match_one_pass(model, batch):
-  x, _ = batch
-  params = model.sample(5, 0)
-  whole = np.asarray(model.logits(params, tf.constant(x)))
-  chunked = attacks.member_logits(model, params, x, batch_size=6,
+def test_member_logits_in_chunks_match_one_pass(tiny_model, mnist_batch):
+  x, _ = mnist_batch
+  params = tiny_model.sample(5, 0)
+  whole = np.asarray(tiny_model.logits(params, tf.constant(x)))
+  chunked = attacks.member_logits(tiny_model, params, x, batch_size=6,
                                   member_chunk=2)
   np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-5)
 
 
-def test_adversarial_script_writes_every_file(run_dir):
+def test_adversarial_script_writes_every_file(tiny_run):
   out = subprocess.run(
-      [sys.executable, 'scripts/adversarial.py', f'--run_dir={run_dir}',
+      [sys.executable, 'scripts/adversarial.py', f'--run_dir={tiny_run}',
        '--epsilons=0,0.2', '--ensemble_sizes=2,3', '--num_examples=25',
        '--paper_ensemble_sizes=2,4', '--scale_check_size=4',
        '--paper_steps=2', '--batch_size=10', '--pgd_steps=2',
        '--transfer_networks=6'],
       capture_output=True, text=True, cwd=REPO, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
-  adv_dir = run_dir / 'adversarial'
+  adv_dir = tiny_run / 'adversarial'
   for name in ('metrics.json', 'report.md', 'detection.png', 'accuracy.png',
                'entropy_fgsm.png', 'entropy_pgd.png', 'transfer.png',
                'protocols.md', 'detection_sweep.png', 'entropies.npz'):
@@ -216,9 +201,9 @@ def test_adversarial_script_writes_every_file(run_dir):
       results['adv_paper/bim_eps0.2_num_kept'])
 
 
-def test_adversarial_script_rejects_bad_flags(run_dir):
+def test_adversarial_script_rejects_bad_flags(tiny_run):
   out = subprocess.run(
-      [sys.executable, 'scripts/adversarial.py', f'--run_dir={run_dir}',
+      [sys.executable, 'scripts/adversarial.py', f'--run_dir={tiny_run}',
        '--protocol=paper,weak'],
       capture_output=True, text=True, cwd=REPO, check=False)
   assert out.returncode != 0

@@ -10,10 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hypergan_tf.methods import loop
+from hypergan_tf.methods.hypergan import config
+from hypergan_tf.methods.hypergan import training
 from hypergan_tf.model import members
+from hypergan_tf.model import modes
 from hypergan_tf.model import targets
+from hypergan_tf.runtime import rundir
 from hypergan_tf.serving import export
 from tests.conftest import REPO
+from tests.conftest import TINY
 
 # Runs with `python -I` in an empty directory, hypergan_tf blocked outright.
 _CLIENT = textwrap.dedent('''
@@ -215,6 +221,62 @@ def test_existing_export_dir_is_refused(exported):
   trainer = members.load(str(run_dir))
   with pytest.raises(FileExistsError, match='--overwrite'):
     export.export(trainer.hypernet, str(export_dir))
+
+
+@pytest.fixture(scope='module')
+def modes_run(mnist_batch, tmp_path_factory):
+  """(run directory, its trained first-layer bases) of a TINY MNIST run with
+  two modes, trained two steps (on test images: only its shape matters)."""
+  run_dir = tmp_path_factory.mktemp('modes') / 'run'
+  cfg = config.TrainConfig(run_dir=str(run_dir), **{**TINY, 'modes': 2})
+  trainer = training.Trainer(cfg)
+  images, labels = mnist_batch
+  for _ in range(2):
+    trainer.train_step(images[:16], labels[:16])
+  loop.Checkpoints(trainer).save()
+  (run_dir / rundir.CONFIG_FILE).write_text(json.dumps(cfg.to_dict()))
+  return run_dir, trainer.hypernet.mode_offsets.kernel_0.numpy()
+
+
+def test_export_with_modes_matches_the_run_in_process(modes_run, tmp_path):
+  """A seed's networks in the SavedModel are the run's own: the seed's noise
+  stratified over the modes, each network its mode's trained base plus the
+  generated part; predict_seeded scores exactly those networks."""
+  run_dir, trained_base = modes_run
+  model = members.load(str(run_dir))
+  hn = model.hypernet
+  export_dir = str(tmp_path / 'export')
+  export.export(hn, export_dir, max_networks=10)
+  served = tf.saved_model.load(export_dir)
+  n, seed = 6, tf.constant(3)
+  got = served.signatures['sample_parameters_seeded'](
+      num_networks=tf.constant(n), seed=seed)
+  # In process: the noise the seed names (export.py), spread over the modes.
+  noise = hn.stratify(tf.random.stateless_normal([n, hn.config.noise_dim],
+                                                 [3, 0]))
+  np.testing.assert_array_equal(modes.mode_index(noise, 2), np.arange(n) % 2)
+  params = hn.networks(noise)
+  for i, (kernel, bias) in enumerate(params):
+    np.testing.assert_allclose(got[f'layer_{i}_kernel'], kernel, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(got[f'layer_{i}_bias'], bias, rtol=1e-5,
+                               atol=1e-6)
+  generated = hn.generators[0](hn.codes(noise)[:, 0])[0].numpy()
+  base = hn.mode_offsets.kernel_0.numpy()
+  np.testing.assert_allclose(got['layer_0_kernel'],
+                             generated + base[np.arange(n) % 2], rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_array_equal(base, trained_base)  # Restored, not new.
+  images = np.random.default_rng(1).uniform(size=(5, 28, 28, 1)).astype(
+      np.float32)
+  pred = served.signatures['predict_seeded'](
+      images=tf.constant(images), num_networks=tf.constant(n), seed=seed)
+  member_probs = tf.nn.softmax(model.logits(params, images)).numpy()
+  np.testing.assert_allclose(pred['member_probabilities'],
+                             member_probs.transpose(1, 0, 2), rtol=1e-4,
+                             atol=1e-5)
+  np.testing.assert_allclose(pred['probabilities'], member_probs.mean(0),
+                             rtol=1e-4, atol=1e-5)
 
 
 def test_missing_run_dir_gives_clear_error(tmp_path):

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 
@@ -234,28 +235,69 @@ def test_unwritable_run_directory_is_one_clear_error(tmp_path):
     ownership.acquire(str(blocker / 'run'))
 
 
+# A start of the race below: waits at a barrier (one file per process in
+# argv[2]) until all argv[3] processes are there, prints when it reaches
+# acquire (the monotonic clock is one for all processes), then tries.
+# Its rename-without-overwrite checks, holds its check-to-rename window open
+# for 1 + 0.25 x argv[4] s, then renames: what TensorFlow's local rename
+# does (a check, then a rename), slowed so that without owner.lock every
+# start passes the check and each reads back its own record before the next
+# rename. The owner says how many renames it held open (none: the record is
+# no longer written through tf.io.gfile.rename, and this race is not forced).
+_RACER = textwrap.dedent('''
+    import os, sys, time
+    import tensorflow as tf
+    from hypergan_tf.runtime import ownership
+    run_dir, barrier, count, index = sys.argv[1:]
+    real_rename = tf.io.gfile.rename
+    held_open = []
+
+    def slow_rename(src, dst, overwrite=False):
+      if overwrite:
+        return real_rename(src, dst, overwrite=True)
+      if tf.io.gfile.exists(dst):
+        raise tf.errors.AlreadyExistsError(None, None, f'{dst} exists')
+      held_open.append(dst)
+      time.sleep(1.0 + 0.25 * int(index))
+      real_rename(src, dst, overwrite=True)
+
+    tf.io.gfile.rename = slow_rename
+    open(os.path.join(barrier, index), 'w').close()
+    while len(os.listdir(barrier)) < int(count):
+      time.sleep(0.001)
+    print(time.monotonic(), flush=True)
+    try:
+      owner = ownership.acquire(run_dir)
+    except ownership.RunDirectoryBusyError:
+      print('refused', flush=True)
+      sys.exit(0)
+    print('owner', len(held_open), flush=True)
+    sys.stdin.read()  # Holds it until the test has heard from all.
+    owner.release()
+''')
+
+
 def test_concurrent_starts_on_one_host_have_exactly_one_winner(tmp_path):
-  """Processes that try at the same instant: one owns, the rest are told."""
-  start = time.time() + 8  # After every process has imported TensorFlow.
-  script = (
-      'import sys, time\n'
-      'from hypergan_tf import ownership\n'
-      f'time.sleep(max(0.0, {start} - time.time()))\n'
-      'try:\n'
-      f'  owner = ownership.acquire({str(tmp_path)!r})\n'
-      'except ownership.RunDirectoryBusyError:\n'
-      '  print("refused"); sys.exit(0)\n'
-      'print("owner", flush=True)\n'
-      'sys.stdin.read()  # Holds it until the test has heard from all.\n'
-      'owner.release()\n')
+  """Processes that try at the same instant: one owns, the rest are told.
+
+  The race is real: they reach acquire within 0.5 s of each other, while
+  each one's check-to-rename window stays open for at least 1 s.
+  """
+  run_dir, barrier = tmp_path / 'run', tmp_path / 'barrier'
+  barrier.mkdir()
+  count = 4
   env = {**os.environ, 'PYTHONPATH': str(REPO), 'TF_CPP_MIN_LOG_LEVEL': '2'}
-  processes = [subprocess.Popen([sys.executable, '-c', script], env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True)
-               for _ in range(4)]
-  said = sorted(p.stdout.readline().strip() for p in processes)
+  processes = [subprocess.Popen(
+      [sys.executable, '-c', _RACER, str(run_dir), str(barrier), str(count),
+       str(i)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+      text=True) for i in range(count)]
+  reached = [float(p.stdout.readline()) for p in processes]
+  said = sorted(p.stdout.readline().split() for p in processes)
   for p in processes:
     p.communicate(timeout=120)
     assert p.returncode == 0
-  assert said == ['owner', 'refused', 'refused', 'refused']
-  assert ownership.read_record(str(tmp_path)) is None
+  assert max(reached) - min(reached) < 0.5, reached
+  assert [words[0] for words in said] == ['owner', 'refused', 'refused',
+                                          'refused']
+  assert int(said[0][1]) >= 1  # Its record went through a held-open rename.
+  assert ownership.read_record(str(run_dir)) is None

@@ -59,7 +59,9 @@ def test_ram_run_directory_trains_resumes_and_evaluates(tfds_dir):
   assert written['steps'] == 6 == results['steps']
   assert written['flags']['num_networks'] == 4
   assert 0.0 <= written['test/accuracy_n1'] <= 1.0
-  assert tf.io.gfile.listdir(rundir.join(run_dir, rundir.SUMMARY_DIR))
+  steps, seconds = rundir.read_scalars(run_dir, 'train/wall_time_s')[
+      'train/wall_time_s']
+  assert steps == [2, 4, 6] and 0 < seconds[0] < seconds[1] < seconds[2]
   # Asking for more steps resumes from step 6 instead of starting over.
   trained_s = tf.train.load_checkpoint(rundir.join(  # The latest: step 6.
       run_dir, rundir.CHECKPOINT_DIR)).get_tensor(

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hypergan_tf.datasets import data
 from hypergan_tf.evaluation import evaluation
 from hypergan_tf.methods import loop
 from hypergan_tf.methods.hypergan import config
@@ -226,7 +227,15 @@ def test_second_writer_is_refused_and_readers_are_free(tfds_dir, tmp_path):
   assert f'train.py --run_dir={shared}' in error and 'Wait for it' in error
   assert 'Traceback' not in second.stderr
   assert logits.shape == (2, 3, 10) and loaded.step >= 10
-  assert 0.0 <= evaluated['test/accuracy_n1'] <= 1.0
+  # What evaluation read is what the loaded networks score on the test set.
+  images, labels = data.arrays('mnist', 'test', tfds_dir, download=False)
+  params = loaded.sample(2, seed=0)  # evaluate_run's networks (its seed 0).
+  correct = np.concatenate([
+      loaded.logits(params, images[i:i + 2000].astype(np.float32) / 255.0
+                    ).numpy().argmax(-1) == labels[i:i + 2000]
+      for i in range(0, len(images), 2000)], axis=1)
+  assert evaluated['test/accuracy_n1'] == pytest.approx(correct.mean(),
+                                                        abs=1e-6)
   assert record['pid'] == first.pid  # The readers took nothing.
   for process in (first, reference):
     assert process.wait(timeout=600) == 0, (tmp_path / 'first.log').read_text()

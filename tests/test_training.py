@@ -13,6 +13,7 @@ from hypergan_tf.methods import loop
 from hypergan_tf.methods.hypergan import config
 from hypergan_tf.methods.hypergan import training
 from hypergan_tf.model import members
+from hypergan_tf.model import targets
 from hypergan_tf.runtime import checkpoints
 from hypergan_tf.runtime import ownership
 from hypergan_tf.runtime import rundir
@@ -133,13 +134,18 @@ def test_resume_restores_step_weights_optimizer_exactly(batch, tmp_path,
 
 
 def test_every_modes_base_network_trains_every_step(batch):
+  """A step's draw is stratified: with as many modes as networks, each
+  network has a mode of its own, so every base moves in the first step.
+  (Unstratified, 8 networks would cover all 8 modes with chance 8!/8^8.)"""
   images, labels = batch
-  trainer = training.Trainer(_cfg(batch_size=32, modes=2, weight_decay=0.0))
-  bases = trainer.hypernet.mode_offsets.kernel_0
-  before = bases.numpy()
+  trainer = training.Trainer(_cfg(batch_size=32, modes=8, num_networks=8,
+                                  weight_decay=0.0))
+  bases = trainer.hypernet.mode_offsets
+  before = [bases.kernel_0.numpy(), bases.bias_0.numpy()]
   trainer.train_step(images, labels)
-  moved = np.abs(bases.numpy() - before).reshape(2, -1).max(axis=1)
-  assert np.all(moved > 0), moved
+  for variable, value in zip((bases.kernel_0, bases.bias_0), before):
+    moved = np.abs(variable.numpy() - value).reshape(8, -1).max(axis=1)
+    assert np.all(moved > 0), (variable.path, moved)
 
 
 def test_corrupt_checkpoint_gives_clear_error(batch, tmp_path):
@@ -148,14 +154,13 @@ def test_corrupt_checkpoint_gives_clear_error(batch, tmp_path):
   with open(path + '.data-00000-of-00001', 'r+b') as f:
     f.truncate(100)
   with pytest.raises(RuntimeError, match='cannot be restored'):
-    loop.Checkpoints(training.Trainer(cfg)).restore()
+    loop.Checkpoints(training.Trainer(cfg))  # Restores as it is made.
 
 
 def test_foreign_checkpoint_gives_clear_error(tmp_path):
   loop.Checkpoints(training.Trainer(_cfg(str(tmp_path)))).save()
   with pytest.raises(RuntimeError, match='other flags'):
-    loop.Checkpoints(training.Trainer(_cfg(str(tmp_path), code_dim=4))
-                     ).restore()
+    loop.Checkpoints(training.Trainer(_cfg(str(tmp_path), code_dim=4)))
 
 
 def _summary_tags(directory) -> set[str]:
@@ -283,10 +288,33 @@ def test_per_network_batches_of_one_repeated_batch_equal_a_shared_one(batch):
   got = own.train_step(tf.repeat(images, n, axis=0),
                        tf.repeat(labels, n, axis=0))
   assert got == pytest.approx(expected, rel=1e-5)
-  # Other images for the networks: another step.
-  other = training.Trainer(_cfg(per_network_batches=True))
-  mixed = other.train_step(batch[0][:n * 16], batch[1][:n * 16])
-  assert mixed['task_loss'] != pytest.approx(expected['task_loss'], rel=1e-3)
+
+
+def test_per_network_batches_give_network_n_images_n_n_plus_N_and_so_on(
+    batch):
+  """Image b * N + n of the batch is network n's (example-major): the step's
+  task loss is that of each of its networks on exactly those images."""
+  n, b = TINY['num_networks'], 8
+  images, labels = batch[0][:n * b], batch[1][:n * b]
+  trainer = training.Trainer(_cfg(per_network_batches=True, batch_size=b))
+  # The networks of the first step: its noise is the first draw of the
+  # trainer's generator, stratified (training.Trainer._distributed_step).
+  rng = tf.random.Generator.from_state(trainer.rng.state.numpy(),
+                                       trainer.rng.algorithm)
+  noise = trainer.hypernet.stratify(rng.normal([n, TINY['noise_dim']]))
+  params = trainer.hypernet.networks(noise, training=True)
+  logits = targets.apply(trainer.spec, params, images).numpy()  # [N, NB, C]
+
+  def task_loss(owner):  # owner[i]: the network image i is scored by.
+    rows = logits[owner, np.arange(len(owner))]
+    return float(np.mean(tf.keras.losses.sparse_categorical_crossentropy(
+        labels, rows, from_logits=True)))
+
+  example_major = np.arange(n * b) % n
+  network_major = np.arange(n * b) // b
+  got = trainer.train_step(images, labels)['task_loss']
+  assert got == pytest.approx(task_loss(example_major), rel=1e-5)
+  assert got != pytest.approx(task_loss(network_major), rel=1e-3)
 
 
 def test_adversarial_weight_is_capped_relative_to_the_task(batch):

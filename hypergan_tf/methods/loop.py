@@ -507,6 +507,9 @@ def _train(learner: Learner, owner: ownership.Owner | None
           tf.summary.scalar('train/learning_rate', lr, step=step)
           tf.summary.scalar('train/steps_per_second', window_steps / elapsed,
                             step=step)
+          # Training time so far, over resumes: curves against cost.
+          tf.summary.scalar('train/wall_time_s', time.time() - clock,
+                            step=step)
           if not progress:
             logging.info('step %d/%d  %s  lr %.2e  %.2f steps/s  eta %.0f s',
                          step, cfg.steps, fmt(means), lr,
