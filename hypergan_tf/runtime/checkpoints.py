@@ -21,7 +21,6 @@ closes them:
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import time
 from typing import Iterable
@@ -273,8 +272,8 @@ def save(manager: tf.train.CheckpointManager, step: int) -> str:
             else 'No earlier checkpoint exists')
     raise CheckpointWriteError(
         f'Could not write checkpoint {step} to {directory} '
-        f'({rundir.first_line(e)}). {kept}; free space or fix the directory, then rerun the same '
-        'command to resume.') from e
+        f'({rundir.first_line(e)}). {kept}; free space or fix the '
+        'directory, then rerun the same command to resume.') from e
 
 
 def _sync(prefix: str, directory: str) -> None:
@@ -283,13 +282,13 @@ def _sync(prefix: str, directory: str) -> None:
   The manager renamed the index file into place already; it is written
   again, fsynced, after the data it names.
   """
-  if '://' in directory:
+  local = rundir.local_path(directory)
+  if local is None:
     return
   for path in tf.io.gfile.glob(f'{prefix}.*'):
     rundir.fsync(path)
-  index = rundir.join(directory, INDEX_FILE)
-  with open(index) as f:
-    rundir.write_text(index, f.read())
+  with open(rundir.join(local, INDEX_FILE)) as f:
+    rundir.write_text(rundir.join(directory, INDEX_FILE), f.read())
 
 
 def all_finite(variables: Iterable[tf.Variable]) -> bool:

@@ -204,17 +204,10 @@ def takeover_reason(record: dict[str, Any], take_over: bool) -> str | None:
   return None if _is_running(record) else 'its process is gone'
 
 
-def _local_path(path: str) -> str | None:
-  """The path on local disk (plain or file://), else None."""
-  if path.startswith('file://'):
-    return path[len('file://'):]
-  return None if '://' in path else path
-
-
 @contextlib.contextmanager
 def _exclusive(run_dir: str) -> Iterator[None]:
   """Serialises owner-record changes of processes on this host (local disk)."""
-  local = _local_path(run_dir)
+  local = rundir.local_path(run_dir)
   if local is None:
     yield
     return

@@ -53,11 +53,19 @@ def first_line(error: Exception) -> str:
   return (text.splitlines() or [type(error).__name__])[0]
 
 
+def local_path(path: str) -> str | None:
+  """The path on local disk (plain or file://), else None (gs://, ram://)."""
+  if path.startswith('file://'):
+    return path[len('file://'):]
+  return None if '://' in path else path
+
+
 def fsync(path: str) -> None:
   """Local disk: flushes a file (or a directory's entries) to the disk."""
-  if '://' in path:
+  local = local_path(path)
+  if local is None:
     return
-  fd = os.open(path, os.O_RDONLY)
+  fd = os.open(local, os.O_RDONLY)
   try:
     os.fsync(fd)
   finally:
