@@ -310,6 +310,29 @@ def _grouped_conv_stack(spec: TargetSpec, params: Params,
   return tf.transpose(h, [3, 0, 1, 2, 4])
 
 
+def _per_network_conv_stacks(spec: TargetSpec, params: Params,
+                             inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+  """Conv layers of network i on inputs[i], stacked to [N, B, H, W, C].
+
+  The parameters are split with one unstack per tensor: its gradient is one
+  stack, where per-network slices would each add a zero-filled [N, ...]
+  tensor to the backward pass.
+  """
+  num_conv = _num_conv(spec)
+  per_network = zip(*(zip(tf.unstack(kernel), tf.unstack(bias))
+                      for kernel, bias in params[:num_conv]))
+  return tf.stack([
+      _single_conv_stack(spec, list(network), x,
+                         recompute_first=x.dtype != tf.float32)
+      for network, x in zip(per_network, inputs)])
+
+
+def _network_input(spec: TargetSpec, x: tf.Tensor,
+                   dtype: tf.DType) -> tf.Tensor:
+  """Standardised inputs in the parameters' dtype."""
+  return tf.cast(standardize(spec, tf.cast(x, tf.float32)), dtype)
+
+
 def apply(spec: TargetSpec, params: Params, x: tf.Tensor,
           method: str = 'grouped') -> tf.Tensor:
   """Evaluates N target networks on one shared batch.
@@ -332,7 +355,7 @@ def apply(spec: TargetSpec, params: Params, x: tf.Tensor,
     raise ValueError(f'Target {spec.name!r} expects inputs of shape '
                      f'[B, {", ".join(map(str, spec.input_shape))}], got '
                      f'{list(x.shape)}.')
-  x = tf.cast(standardize(spec, tf.cast(x, tf.float32)), params[0][0].dtype)
+  x = _network_input(spec, x, params[0][0].dtype)
   num_conv = _num_conv(spec)
   if num_conv == 0:
     n = tf.shape(params[0][0])[0]
@@ -343,11 +366,7 @@ def apply(spec: TargetSpec, params: Params, x: tf.Tensor,
     n = params[0][0].shape[0]
     if n is None:
       raise ValueError("method='loop' needs a static number of networks.")
-    h = tf.stack([
-        _single_conv_stack(spec, [(k[i], b[i]) for k, b in params], x,
-                           recompute_first=x.dtype != tf.float32)
-        for i in range(n)
-    ])
+    h = _per_network_conv_stacks(spec, params, [x] * n)
   elif method == 'vectorized_map':
     conv_params = [(k, b) for k, b in params[:num_conv]]
     h = tf.vectorized_map(lambda p: _single_conv_stack(spec, p, x),
@@ -362,17 +381,27 @@ def apply_per_network(spec: TargetSpec, params: Params, x: tf.Tensor,
                       method: str = 'loop') -> tf.Tensor:
   """Network i on its own batch x[i]: [N, B, ...] -> outputs [N, B, C].
 
-  N must be static. Costs what `apply` of N networks on one shared batch
-  costs (measured equal on CPU for the MNIST target).
+  N must be static. One network per batch leaves nothing to batch over in
+  the conv layers, so every method runs them one network at a time; the
+  dense layers run for all networks at once, as in `apply`.
   """
+  check_params(spec, params)
   if x.shape[0] is None or x.shape[0] != params[0][0].shape[0]:
     raise ValueError(f'apply_per_network needs one batch per network: '
                      f'inputs {list(x.shape)} for '
                      f'{params[0][0].shape[0]} networks.')
-  return tf.concat([
-      apply(spec, [(k[i:i + 1], b[i:i + 1]) for k, b in params], x[i],
-            method)
-      for i in range(x.shape[0])], axis=0)
+  if method not in FORWARD_METHODS:
+    raise ValueError(f'Unknown forward method {method!r}; choose one of '
+                     f'{FORWARD_METHODS}.')
+  if tuple(x.shape[2:]) != tuple(spec.input_shape):
+    raise ValueError(f'Target {spec.name!r} expects inputs of shape '
+                     f'[N, B, {", ".join(map(str, spec.input_shape))}], got '
+                     f'{list(x.shape)}.')
+  x = _network_input(spec, x, params[0][0].dtype)
+  num_conv = _num_conv(spec)
+  h = (_per_network_conv_stacks(spec, params, tf.unstack(x)) if num_conv
+       else x)
+  return _dense_stack(spec, params, h, num_conv)
 
 
 def apply_in_chunks(spec: TargetSpec, params: Params, x: tf.Tensor,
