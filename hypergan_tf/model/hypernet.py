@@ -167,10 +167,11 @@ class LayerGenerator(keras.Model):
 
   def call(self, code: tf.Tensor, training: bool = False):
     out = self.head(self.body(code, training=training))
-    kernel = tf.reshape(out[:, :self.kernel_size] * self.kernel_scale,
-                        (-1,) + self.kernel_shape)
-    bias = tf.reshape(out[:, self.kernel_size:] * self.bias_scale,
-                      (-1,) + self.bias_shape)
+    # A split, not slices: the gradient of slices zero-fills the whole
+    # output once per slice.
+    kernel, bias = tf.split(out, [self.kernel_size, -1], axis=1)
+    kernel = tf.reshape(kernel * self.kernel_scale, (-1,) + self.kernel_shape)
+    bias = tf.reshape(bias * self.bias_scale, (-1,) + self.bias_shape)
     return kernel, bias
 
 
