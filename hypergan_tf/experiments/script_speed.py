@@ -23,7 +23,7 @@ from hypergan_tf.runtime import rundir
 WINDOW = 50
 _SCRIPTS = {'hypergan': 'scripts/train.py',
             'baseline': 'scripts/train_baseline.py'}
-_FINAL_EVAL = {'hypergan': '--final_eval_networks=1',
+_FINAL_EVAL = {'hypergan': '--final_eval_networks=10',  # Its least.
                'baseline': '--final_eval_members=1'}
 
 
