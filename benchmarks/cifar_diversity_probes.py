@@ -41,7 +41,7 @@ PROBES = {
                    '--diversity_inputs=batch_and_context'],
     # Lever 4, a noise floor on the generated weights (--weight_noise), lost
     # and was removed; its probes are in docs/lab-notebook.md.
-    # The cheaper generator heads of issue 31: what they do to accuracy
+    # The cheaper generator heads: what they do to accuracy
     # and diversity.
     'rank1_head': ['--head=rank1'],
     'low_rank_head': ['--head=low_rank'],

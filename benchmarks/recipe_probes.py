@@ -7,8 +7,8 @@ Each probe trains `configs/cifar5.flags` for --steps plus its flags
 (scripts/train.py, its own process; a finished probe is skipped, an
 interrupted one resumes). The table is read from validation and training
 summaries only, never from the test split: the adversarial-weight probes
-(issue 16, item 5: is the adversarial term kept from swamping the task, and
-by what) and the cost probes (item 6: networks per step, batch size, mixed
+(is the adversarial term kept from swamping the task, and by what) and
+the cost probes (networks per step, batch size, mixed
 precision against validation accuracy and CPU time). Prints and writes
 <out_dir>/probes.md, the BUILD_NOTES.md table. Run it on an idle machine:
 the CPU-hours are wall time x cores.

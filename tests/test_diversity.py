@@ -228,7 +228,7 @@ def test_batch_and_context_inputs_feed_the_term(batch, per_network):
   assert all(np.isfinite(step['diversity_loss']) for step in losses)
 
 
-# --- Within-mode pairs (--diversity_pairs=within_mode, issue 42) ---------
+# --- Within-mode pairs (--diversity_pairs=within_mode) ---------
 
 # A small classifier: 4 inputs, 16 hidden units, 3 classes.
 _SMALL_SPEC = targets.TargetSpec('small', (4,), (targets.Dense(16, 'relu'),

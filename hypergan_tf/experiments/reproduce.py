@@ -56,13 +56,12 @@ EXPERIMENTS = (
     Experiment('cifar5', 'configs/cifar5.flags', shift=True),
     Experiment('cifar10', 'configs/cifar10.flags', shift=True),
     Experiment('cifar10_5000', 'configs/cifar10_5000.flags'),
-    # The recipe for diverse networks on natural images (issue 30): the
+    # The recipe for diverse networks on natural images: the
     # fast recipe plus four modes.
     Experiment('cifar5_diverse', 'configs/cifar5_diverse.flags', shift=True),
     Experiment('cifar10_diverse', 'configs/cifar10_diverse.flags',
                shift=True),
-    # The low-rank head with per-network batches: the K = 5 ensemble's cost
-    # (issue 31).
+    # The low-rank head with per-network batches: the K = 5 ensemble's cost.
     Experiment('cifar5_fast', 'configs/cifar5_fast.flags', shift=True),
     Experiment('cifar10_fast', 'configs/cifar10_fast.flags', shift=True),
     Experiment('baseline_ensemble', 'configs/baseline_ensemble.flags',
@@ -74,7 +73,7 @@ EXPERIMENTS = (
     Experiment('baseline_batch_ensemble',
                'configs/baseline_batch_ensemble.flags', baseline=True,
                adversarial=True, shift=True),
-    # The conventional ceilings of the CIFAR targets (issue 16), with and
+    # The conventional ceilings of the CIFAR targets, with and
     # without augmentation.
     *(Experiment(f'baseline_ensemble_{name}{suffix}',
                  f'configs/baseline_ensemble_{name}.flags', baseline=True,
@@ -318,9 +317,9 @@ def write_tables(runs_root: str) -> str:
   for key, label in CIFAR_CEILINGS:
     table4 += [
         (label, run(key), key),
-        *([(f'{label}, 4 modes (issue 30)', run(f'{key}_diverse'),
+        *([(f'{label}, 4 modes', run(f'{key}_diverse'),
             key),
-           (f'{label}, low-rank head, per-network batches (issue 31)',
+           (f'{label}, low-rank head, per-network batches',
             run(f'{key}_fast'), key)] if key in ('cifar5', 'cifar10') else []),
         (f'{label}, conventional ensemble (K=5)',
          run(f'baseline_ensemble_{key}'), key),
