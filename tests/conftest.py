@@ -20,9 +20,11 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 import pytest  # pylint: disable=g-import-not-at-top
 
 from hypergan_tf.datasets import data  # pylint: disable=g-import-not-at-top
+from hypergan_tf.methods import loop  # pylint: disable=g-import-not-at-top
 from hypergan_tf.methods.hypergan import config  # pylint: disable=g-import-not-at-top
 from hypergan_tf.methods.hypergan import training  # pylint: disable=g-import-not-at-top
 from hypergan_tf.model import members  # pylint: disable=g-import-not-at-top
+from hypergan_tf.runtime import rundir  # pylint: disable=g-import-not-at-top
 from hypergan_tf.datasets import not_mnist  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -109,6 +111,21 @@ def mnist_batch(tfds_dir):
   x, y = next(iter(data.load('mnist', 'test[:32]', 32, training=False,
                              data_dir=tfds_dir, download=False)))
   return x.numpy(), y.numpy()
+
+
+def train_modes_run(run_dir: pathlib.Path, batch, **overrides):
+  """A TINY MNIST run with two modes, trained two steps in process on
+  `batch` (only its shape matters) and saved as a run directory; returns
+  its trainer."""
+  cfg = config.TrainConfig(run_dir=str(run_dir),
+                           **{**TINY, 'modes': 2, **overrides})
+  trainer = training.Trainer(cfg)
+  images, labels = batch
+  for _ in range(2):
+    trainer.train_step(images[:16], labels[:16])
+  loop.Checkpoints(trainer).save()
+  (run_dir / rundir.CONFIG_FILE).write_text(json.dumps(cfg.to_dict()))
+  return trainer
 
 
 class _Warnings(logging.Handler):

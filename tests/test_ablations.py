@@ -1,34 +1,20 @@
 """The generator ablation scores what a modes run is without its generator."""
 
-import json
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from hypergan_tf.datasets import data
 from hypergan_tf.experiments import ablations
-from hypergan_tf.methods import loop
-from hypergan_tf.methods.hypergan import config
-from hypergan_tf.methods.hypergan import training
 from hypergan_tf.model import members
-from hypergan_tf.runtime import rundir
-from tests.conftest import TINY
+from tests.conftest import train_modes_run
 
 
 @pytest.fixture(scope='module')
 def modes_run(mnist_batch, tmp_path_factory):
-  """A TINY MNIST run with two modes and a validation split, trained two
-  steps in process (on test images: only its shape matters)."""
+  """A TINY two-mode MNIST run with a validation split."""
   run_dir = tmp_path_factory.mktemp('ablation') / 'run'
-  cfg = config.TrainConfig(run_dir=str(run_dir), **{
-      **TINY, 'modes': 2, 'validation_size': 100})
-  trainer = training.Trainer(cfg)
-  images, labels = mnist_batch
-  for _ in range(2):
-    trainer.train_step(images[:16], labels[:16])
-  loop.Checkpoints(trainer).save()
-  (run_dir / rundir.CONFIG_FILE).write_text(json.dumps(cfg.to_dict()))
+  train_modes_run(run_dir, mnist_batch, validation_size=100)
   return str(run_dir)
 
 

@@ -10,16 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hypergan_tf.methods import loop
-from hypergan_tf.methods.hypergan import config
-from hypergan_tf.methods.hypergan import training
 from hypergan_tf.model import members
 from hypergan_tf.model import modes
 from hypergan_tf.model import targets
-from hypergan_tf.runtime import rundir
 from hypergan_tf.serving import export
 from tests.conftest import REPO
-from tests.conftest import TINY
+from tests.conftest import train_modes_run
 
 # Runs with `python -I` in an empty directory, hypergan_tf blocked outright.
 _CLIENT = textwrap.dedent('''
@@ -228,13 +224,7 @@ def modes_run(mnist_batch, tmp_path_factory):
   """(run directory, its trained first-layer bases) of a TINY MNIST run with
   two modes, trained two steps (on test images: only its shape matters)."""
   run_dir = tmp_path_factory.mktemp('modes') / 'run'
-  cfg = config.TrainConfig(run_dir=str(run_dir), **{**TINY, 'modes': 2})
-  trainer = training.Trainer(cfg)
-  images, labels = mnist_batch
-  for _ in range(2):
-    trainer.train_step(images[:16], labels[:16])
-  loop.Checkpoints(trainer).save()
-  (run_dir / rundir.CONFIG_FILE).write_text(json.dumps(cfg.to_dict()))
+  trainer = train_modes_run(run_dir, mnist_batch)
   return run_dir, trainer.hypernet.mode_offsets.kernel_0.numpy()
 
 

@@ -331,6 +331,14 @@ def _per_network_conv_stacks(spec: TargetSpec, params: Params,
       for network, x in zip(per_network, inputs)])
 
 
+def _check_inputs(spec: TargetSpec, x: tf.Tensor, *leading: str) -> None:
+  """Raises ValueError unless x is [*leading, *spec.input_shape]."""
+  if tuple(x.shape[len(leading):]) != tuple(spec.input_shape):
+    raise ValueError(f'Target {spec.name!r} expects inputs of shape '
+                     f'[{", ".join([*leading, *map(str, spec.input_shape)])}]'
+                     f', got {list(x.shape)}.')
+
+
 def _network_input(spec: TargetSpec, x: tf.Tensor,
                    dtype: tf.DType) -> tf.Tensor:
   """Standardised inputs in the parameters' dtype."""
@@ -355,10 +363,7 @@ def apply(spec: TargetSpec, params: Params, x: tf.Tensor,
     Outputs [N, B, spec.output_dim].
   """
   check_params(spec, params)
-  if tuple(x.shape[1:]) != tuple(spec.input_shape):
-    raise ValueError(f'Target {spec.name!r} expects inputs of shape '
-                     f'[B, {", ".join(map(str, spec.input_shape))}], got '
-                     f'{list(x.shape)}.')
+  _check_inputs(spec, x, 'B')
   x = _network_input(spec, x, params[0][0].dtype)
   num_conv = _num_conv(spec)
   if num_conv == 0:
@@ -397,10 +402,7 @@ def apply_per_network(spec: TargetSpec, params: Params, x: tf.Tensor,
   if method not in FORWARD_METHODS:
     raise ValueError(f'Unknown forward method {method!r}; choose one of '
                      f'{FORWARD_METHODS}.')
-  if tuple(x.shape[2:]) != tuple(spec.input_shape):
-    raise ValueError(f'Target {spec.name!r} expects inputs of shape '
-                     f'[N, B, {", ".join(map(str, spec.input_shape))}], got '
-                     f'{list(x.shape)}.')
+  _check_inputs(spec, x, 'N', 'B')
   x = _network_input(spec, x, params[0][0].dtype)
   num_conv = _num_conv(spec)
   h = (_per_network_conv_stacks(spec, params, tf.unstack(x)) if num_conv
