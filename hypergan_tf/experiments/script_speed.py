@@ -43,9 +43,9 @@ def network_examples_per_step(config: dict) -> int:
 def time_script(flagfile: str, steps: int, repo: str) -> dict:
   """Trains flagfile's recipe for `steps` steps through its script.
 
-  Returns steps/s (median of the 50-step windows after the first),
-  network-examples per step and per second, and the wall time of the run.
-  Raises RuntimeError with the script's last output if it fails.
+  Returns steps/s (median of the 50-step windows after the first) and
+  network-examples per step and per second. Raises RuntimeError with the
+  script's last output if it fails.
   """
   kind = script_kind(flagfile)
   with tempfile.TemporaryDirectory() as run_dir:

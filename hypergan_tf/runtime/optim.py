@@ -42,29 +42,6 @@ class FusedAdam(keras.optimizers.Adam):
         grad=tf.cast(gradient, dtype), use_locking=False)
 
 
-  def _apply_weight_decay(self, variables):
-    """Keras' decoupled weight decay, var -= var * (wd * lr), in one
-    multiply of the variable instead of Keras' two (var * wd * lr): the
-    decay is a full pass over every decayed variable, and a hypernetwork's
-    are millions of parameters."""
-    if self.weight_decay is None:
-      return
-
-    def decay(distribution, variables):
-      def decay_one(variable):
-        if self._use_weight_decay(variable):
-          rate = (tf.cast(self.weight_decay, variable.dtype) *
-                  tf.cast(self.learning_rate, variable.dtype))
-          variable.assign_sub(variable * rate)
-      for variable in variables:
-        if isinstance(variable, keras.Variable):
-          variable = variable.value  # The tf.Variable under Keras' wrapper.
-        distribution.extended.update(variable, decay_one, group=False)
-
-    tf.__internal__.distribute.interim.maybe_merge_call(
-        decay, self._distribution_strategy, variables)
-
-
 def learning_rate_schedule(cfg: Any, peak: float | None = None):
   """Linear warm-up to peak (default cfg.learning_rate), then cosine or flat."""
   peak = peak or cfg.learning_rate
