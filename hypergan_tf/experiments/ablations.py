@@ -30,8 +30,7 @@ def mode_bases(model: members.Loaded) -> list[tuple[Any, Any]]:
   if offsets is None:
     raise ValueError('Only a run trained with --modes >= 2 has base '
                      'networks to ablate.')
-  return [(getattr(offsets, f'kernel_{i}'), getattr(offsets, f'bias_{i}'))
-          for i in range(len(model.spec.layers))]
+  return offsets.bases
 
 
 def _ensemble(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:

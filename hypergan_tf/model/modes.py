@@ -92,6 +92,7 @@ class ModeOffsets(keras.layers.Layer):
   def __init__(self, modes: int, param_shapes, kernel_scales, **kwargs):
     super().__init__(**kwargs)
     self.modes = modes
+    self.num_layers = len(param_shapes)
     # Attributes, not a list: tf.train.Checkpoint does not see Keras' lists.
     for i, ((kernel, bias), scale) in enumerate(zip(param_shapes,
                                                     kernel_scales)):
@@ -100,6 +101,12 @@ class ModeOffsets(keras.layers.Layer):
           initializer=keras.initializers.RandomNormal(stddev=scale)))
       setattr(self, f'bias_{i}', self.add_weight(
           shape=(modes, *bias), name=f'bias_{i}', initializer='zeros'))
+
+  @property
+  def bases(self) -> list[tuple[tf.Variable, tf.Variable]]:
+    """The base networks: (kernel [K, ...], bias [K, ...]) per layer."""
+    return [(getattr(self, f'kernel_{i}'), getattr(self, f'bias_{i}'))
+            for i in range(self.num_layers)]
 
   def call(self, params, noise: tf.Tensor, detach: bool = False):
     """Each network's mode's base plus its generated params.
@@ -113,9 +120,10 @@ class ModeOffsets(keras.layers.Layer):
     index = mode_index(noise, self.modes)
     hold = tf.stop_gradient if detach else (lambda x: x)
     out = []
-    for i, (kernel, bias) in enumerate(params):
-      base_kernel = hold(tf.gather(getattr(self, f'kernel_{i}'), index))
-      base_bias = hold(tf.gather(getattr(self, f'bias_{i}'), index))
+    for (kernel, bias), (bases_kernel, bases_bias) in zip(
+        params, self.bases, strict=True):
+      base_kernel = hold(tf.gather(bases_kernel, index))
+      base_bias = hold(tf.gather(bases_bias, index))
       out.append((kernel + tf.cast(base_kernel, kernel.dtype),
                   bias + tf.cast(base_bias, bias.dtype)))
     return out

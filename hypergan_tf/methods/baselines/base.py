@@ -89,6 +89,21 @@ def he_kernels(spec: targets.TargetSpec, shape_prefix: tuple[int, ...],
               zip(spec.param_shapes, spec.fan_ins))]
 
 
+
+def kernel_variables(spec: targets.TargetSpec, shape_prefix: tuple[int, ...],
+                     seed: int) -> list[tf.Variable]:
+  """`he_kernels` as variables kernel_<i>."""
+  return [tf.Variable(kernel, name=f'kernel_{i}') for i, kernel in
+          enumerate(he_kernels(spec, shape_prefix, seed))]
+
+
+def bias_variables(spec: targets.TargetSpec, shape_prefix: tuple[int, ...]
+                   ) -> list[tf.Variable]:
+  """Zero biases of every layer as variables bias_<i>."""
+  return [tf.Variable(tf.zeros((*shape_prefix, *b_shape)), name=f'bias_{i}')
+          for i, (_, b_shape) in enumerate(spec.param_shapes)]
+
+
 def choose(params, n: int, seed: int):
   """n distinct of K members [K, ...], chosen by a permutation seeded by seed."""
   k = params[0][0].shape[0]

@@ -44,8 +44,7 @@ class BatchEnsemble(base.BaselineModel):
   def __init__(self, spec: targets.TargetSpec, cfg):
     super().__init__(spec, cfg, name='batch_ensemble')
     self.max_members = k = cfg.num_members
-    self.kernels = [tf.Variable(kernel, name=f'kernel_{i}') for i, kernel in
-                    enumerate(base.he_kernels(spec, (), cfg.seed))]
+    self.kernels = base.kernel_variables(spec, (), cfg.seed)
     fast_seeds = base.seeds(cfg.seed, 4, 2 * len(spec.layers))
     # Kernels are [..., in, out] (dense and conv alike): r scales the input
     # axis, s the output axis. Named 'fast_weight' so decay leaves them.
@@ -57,8 +56,7 @@ class BatchEnsemble(base.BaselineModel):
       self.fast_out.append(tf.Variable(
           _fast_init((k, k_shape[-1]), cfg.random_sign_init,
                      fast_seeds[2 * i + 1]), name=f'fast_weight_out_{i}'))
-    self.biases = [tf.Variable(tf.zeros((k, *b_shape)), name=f'bias_{i}')
-                   for i, (_, b_shape) in enumerate(spec.param_shapes)]
+    self.biases = base.bias_variables(spec, (k,))
 
   @property
   def weights(self) -> list[tf.Variable]:

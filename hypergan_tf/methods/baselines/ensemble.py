@@ -22,10 +22,8 @@ class Ensemble(base.BaselineModel):
     self.max_members = k = cfg.num_members
     # Member i's kernels are its own slices of one seeded draw: K
     # independent He-normal initialisations.
-    self.kernels = [tf.Variable(kernel, name=f'kernel_{i}') for i, kernel in
-                    enumerate(base.he_kernels(spec, (k,), cfg.seed))]
-    self.biases = [tf.Variable(tf.zeros((k, *b_shape)), name=f'bias_{i}')
-                   for i, (_, b_shape) in enumerate(spec.param_shapes)]
+    self.kernels = base.kernel_variables(spec, (k,), cfg.seed)
+    self.biases = base.bias_variables(spec, (k,))
 
   @property
   def weights(self) -> list[tf.Variable]:

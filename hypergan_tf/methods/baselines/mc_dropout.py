@@ -36,10 +36,8 @@ class McDropout(base.BaselineModel):
   def __init__(self, spec: targets.TargetSpec, cfg):
     super().__init__(spec, cfg, name='mc_dropout')
     self.rate = cfg.dropout_rate
-    self.kernels = [tf.Variable(kernel, name=f'kernel_{i}') for i, kernel in
-                    enumerate(base.he_kernels(spec, (), cfg.seed))]
-    self.biases = [tf.Variable(tf.zeros(b_shape), name=f'bias_{i}')
-                   for i, (_, b_shape) in enumerate(spec.param_shapes)]
+    self.kernels = base.kernel_variables(spec, (), cfg.seed)
+    self.biases = base.bias_variables(spec, ())
 
   @property
   def weights(self) -> list[tf.Variable]:
