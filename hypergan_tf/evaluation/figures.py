@@ -320,6 +320,34 @@ def accuracy_curves(curves: dict[str, tuple[list, list]], path: str,
   return _save(fig, path)
 
 
+def wall_time_curves(curves: dict[str, list[tuple[list, list, list]]],
+                     path: str, title: str = '') -> str:
+  """Validation accuracy and NLL against training wall time: at equal cost
+  the question is which method is ahead at every minute, not only at the
+  end.
+
+  Args:
+    curves: method label -> one (minutes, accuracy %, NLL) per run (seed),
+      drawn in the method's colour.
+  """
+  fig, (acc_ax, nll_ax) = plt.subplots(1, 2, figsize=(10, 4))
+  for index, (label, runs) in enumerate(curves.items()):
+    color = f'C{index}'
+    for run, (minutes, accuracy, nll) in enumerate(runs):
+      name = label if run == 0 else None
+      acc_ax.plot(minutes, accuracy, color=color, label=name, alpha=0.8)
+      nll_ax.plot(minutes, nll, color=color, label=name, alpha=0.8)
+  for ax, what in ((acc_ax, 'validation accuracy (%)'),
+                   (nll_ax, 'validation NLL')):
+    ax.set_xlabel('training wall time (min)')
+    ax.set_ylabel(what)
+    ax.grid(alpha=0.3)
+  acc_ax.legend(loc='lower right', fontsize=7)
+  fig.suptitle(title or 'Validation ensemble against training wall time, '
+               'one line per seed', fontsize=9)
+  return _save(fig, path)
+
+
 def detection_sweep(epsilons: list[float],
                     panels: dict[str, dict[tuple[str, str], list[float]]],
                     path: str, ylabel: str, title: str = '') -> str:

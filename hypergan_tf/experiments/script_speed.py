@@ -15,14 +15,15 @@ import os
 import subprocess
 import sys
 import tempfile
+from typing import Sequence
 
 import numpy as np
 
 from hypergan_tf.runtime import rundir
 
 WINDOW = 50
-_SCRIPTS = {'hypergan': 'scripts/train.py',
-            'baseline': 'scripts/train_baseline.py'}
+SCRIPTS = {'hypergan': 'scripts/train.py',
+           'baseline': 'scripts/train_baseline.py'}
 _FINAL_EVAL = {'hypergan': '--final_eval_networks=10',  # Its least.
                'baseline': '--final_eval_members=1'}
 
@@ -40,20 +41,22 @@ def network_examples_per_step(config: dict) -> int:
   return int(networks) * int(config['batch_size'])
 
 
-def time_script(flagfile: str, steps: int, repo: str) -> dict:
-  """Trains flagfile's recipe for `steps` steps through its script.
+def time_script(flagfile: str, steps: int, repo: str,
+                args: Sequence[str] = ()) -> dict:
+  """Trains flagfile's recipe (plus args) for `steps` steps through its
+  script; flagfile is relative to repo, where the script runs.
 
   Returns steps/s (median of the 50-step windows after the first) and
   network-examples per step and per second. Raises RuntimeError with the
   script's last output if it fails.
   """
-  kind = script_kind(flagfile)
+  kind = script_kind(os.path.join(repo, flagfile))
   with tempfile.TemporaryDirectory() as run_dir:
-    command = [sys.executable, os.path.join(repo, _SCRIPTS[kind]),
+    command = [sys.executable, os.path.join(repo, SCRIPTS[kind]),
                f'--flagfile={flagfile}', f'--run_dir={run_dir}',
                f'--steps={steps}', f'--log_every={WINDOW}',
                f'--eval_every={10 * steps}',
-               f'--checkpoint_every={10 * steps}', _FINAL_EVAL[kind]]
+               f'--checkpoint_every={10 * steps}', *args, _FINAL_EVAL[kind]]
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True,
                           check=False)
     if done.returncode:
