@@ -217,8 +217,14 @@ def run_summary(run_dir: str) -> dict[str, float]:
   if steps:
     networks = cfg.get('num_networks') or cfg.get('num_members') or 1
     out['passes'] = steps * networks * cfg.get('batch_size', 0)
-  if 'wall_time_s' in run.results:
+  if 'final_evaluation_s' in run.results:
     out['wall_time_s'] = run.results['wall_time_s']
+  else:
+    # Written before results.json timed the final test evaluation apart:
+    # its wall time counts it, so read the training's from the summaries.
+    logged = rundir.read_scalars(run_dir, 'train/wall_time_s')
+    if logged:
+      out['wall_time_s'] = logged['train/wall_time_s'][1][-1]
   return out
 
 
