@@ -32,6 +32,9 @@ _VARIANTS = flags.DEFINE_list('variants', ['base'], 'base (float32, no XLA), '
                               'xla (--jit_compile), mixed (--mixed_precision).')
 _METHODS = benchmark.define_methods_flag()
 _HEADS = benchmark.define_heads_flag(default=('full',))
+_CHUNKS = flags.DEFINE_list(
+    'network_chunks', ['0'], 'Networks per chunk of the train step\'s '
+    'target pass (--network_chunk; 0: all at once).')
 _TARGET = flags.DEFINE_enum('target', 'mnist', ['mnist', 'cifar'],
                             'Target network.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per point.',
@@ -63,15 +66,16 @@ def main(argv):
   print(f'{"N":>5} {"B":>5} {"method":>15} {"head":>8} {"variant":>7} '
         f'{"train s":>9} '
         f'{"train nxe/s":>12} {"infer s":>9} {"infer nxe/s":>12} '
-        f'{"GFLOP/s":>8} {"peak GiB":>8}')
+        f'{"GFLOP/s":>8} {"chunk":>5} {"train GiB":>9} {"peak GiB":>8}')
   for batch in map(int, _BATCHES.value):
     for n in map(int, _NETWORKS.value):
-      for method, head, variant in itertools.product(
-          _METHODS.value, _HEADS.value, _VARIANTS.value):
+      for method, head, variant, chunk in itertools.product(
+          _METHODS.value, _HEADS.value, _VARIANTS.value,
+          map(int, _CHUNKS.value)):
         row = benchmark.measure_isolated(
             num_networks=n, batch_size=batch, method=method, head=head,
             repeats=_REPEATS.value, target=_TARGET.value, dataset=dataset,
-            **VARIANTS[variant])
+            network_chunk=chunk, **VARIANTS[variant])
         row['variant'] = variant
         rows.append(row)
         print(f'{n:>5} {batch:>5} {method:>15} {head:>8} {variant:>7} '
@@ -79,7 +83,8 @@ def main(argv):
               f'{row["train_net_examples_per_s"]:>12.0f} '
               f'{row["inference_s"]:>9.4f} '
               f'{row["inference_net_examples_per_s"]:>12.0f} '
-              f'{row["inference_gflops"]:>8.1f} '
+              f'{row["inference_gflops"]:>8.1f} {chunk:>5} '
+              f'{row["train_peak_rss_gib"]:>9.2f} '
               f'{row["peak_rss_gib"]:>8.2f}', flush=True)
   if _OUTPUT.value:
     rundir.write_json(_OUTPUT.value, {

@@ -100,6 +100,8 @@ def measure(num_networks: int, batch_size: int, method: str,
   images, labels = _batch(cfg.spec, trainer.examples_per_step)
   step_s = median_seconds(lambda: trainer.train_step(images, labels), warmup,
                           repeats)
+  # The process's peak so far: training's (inference comes next).
+  train_peak_gib = peak_rss_gib()
   images = images[:batch_size]
   params = trainer.sample_eval_params(num_networks)
   infer_s = median_seconds(lambda: trainer.logits(params, images).numpy(),
@@ -115,7 +117,9 @@ def measure(num_networks: int, batch_size: int, method: str,
           int(tf.size(v)) for v in trainer.hypernet.weights),
       'jit_compile': cfg.jit_compile,
       'mixed_precision': cfg.mixed_precision,
+      'network_chunk': cfg.network_chunk,
       'train_step_s': step_s,
+      'train_peak_rss_gib': train_peak_gib,
       'train_net_examples_per_s': work / step_s,
       'train_distinct_images_per_s': trainer.examples_per_step / step_s,
       # Forward + backward of the target networks ~ 3 forward passes.
@@ -164,12 +168,15 @@ def measure_baseline(method: str, num_members: int, batch_size: int,
   }
 
 
+def peak_rss_gib() -> float:
+  """The peak resident memory of this process so far (Linux: KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def _measure_with_peak_memory(kwargs: dict[str, Any]) -> dict[str, float]:
   fn = measure_baseline if 'num_members' in kwargs else measure
   row = fn(**kwargs)
-  # Linux reports kibibytes: the peak resident memory of this process.
-  row['peak_rss_gib'] = resource.getrusage(
-      resource.RUSAGE_SELF).ru_maxrss / 2**20
+  row['peak_rss_gib'] = peak_rss_gib()
   return row
 
 

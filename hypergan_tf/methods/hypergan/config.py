@@ -33,6 +33,12 @@ class TrainConfig(base.RunConfig):
       '(num_networks x batch_size distinct, augmented images per step, as '
       "MIMO gives each member its own shuffled batch) instead of one batch "
       'shared by all.')
+  network_chunk: int = _field(
+      0, 'Run the target networks forward and backward this many at a '
+      'time: peak memory holds one chunk\'s activations, the gradients are '
+      'the same (hypergan_tf/methods/hypergan/chunked.py). 0: all at once. '
+      'Not with --diversity_weight, which compares networks across chunks.',
+      0)
   mixer_learning_rate: float = _field(
       0.0, 'Peak learning rate of the mixer; 0 = --learning_rate (the '
       "authors' CIFAR code: 5e-3).", 0.0)
@@ -127,6 +133,10 @@ class TrainConfig(base.RunConfig):
       self._check_within_mode()
     if not self.diversity_weight:
       return
+    if self.network_chunk:
+      raise ValueError('--diversity_weight compares every pair of networks, '
+                       'which --network_chunk runs apart; set one of them '
+                       'to 0.')
     if self.task != 'classification':
       raise ValueError('--diversity_weight needs a classification dataset '
                        f'({self.dataset!r} is {self.task}); set it to 0.')

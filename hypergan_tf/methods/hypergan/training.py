@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from hypergan_tf.methods import loop
+from hypergan_tf.methods.hypergan import chunked
 from hypergan_tf.methods.hypergan import config as config_lib
 from hypergan_tf.methods.hypergan import diversity
 from hypergan_tf.model import hypernet
@@ -225,11 +226,22 @@ class Trainer:
         params = term_params = hn.generate(codes, training=True, noise=noise)
       forward = (targets.apply_per_network if cfg.per_network_batches
                  else targets.apply)
-      logits = tf.cast(forward(self.spec, params, images, cfg.forward_method),
-                       tf.float32)
-      per_example = TASK_LOSSES[cfg.task](logits, labels)
-      task_loss = tf.nn.compute_average_loss(
-          per_example, global_batch_size=cfg.batch_size)
+      if cfg.network_chunk:
+        # Its own tapes: their gradients join the generator's below.
+        with g_tape.stop_recording(), d_tape.stop_recording():
+          task_loss, param_grads, predictions = (
+              chunked.task_loss_and_gradients(
+                  self.spec, params, images, labels, cfg.network_chunk,
+                  forward, TASK_LOSSES[cfg.task], cfg.forward_method,
+                  cfg.batch_size, self.g_optimizer.scale_loss,
+                  cfg.per_network_batches))
+      else:
+        logits = tf.cast(forward(self.spec, params, images,
+                                 cfg.forward_method), tf.float32)
+        predictions = tf.argmax(logits, -1, output_type=tf.int32)
+        task_loss = tf.nn.compute_average_loss(
+            TASK_LOSSES[cfg.task](logits, labels),
+            global_batch_size=cfg.batch_size)
       flat_codes = tf.reshape(codes, [-1, cfg.code_dim])
       d_loss, g_adv = discriminator_losses(*(
           tf.cast(hn.discriminator(x, training=True), tf.float32)
@@ -242,7 +254,14 @@ class Trainer:
       d_loss_scaled = d_loss / replicas
       g_scaled = self.g_optimizer.scale_loss(g_loss)
       d_scaled = self.d_optimizer.scale_loss(d_loss_scaled)
-    g_grads = g_tape.gradient(g_scaled, hn.generator_variables)
+    if cfg.network_chunk:
+      flat_params = tf.nest.flatten(params)
+      g_grads = g_tape.gradient(
+          [g_scaled] + flat_params, hn.generator_variables,
+          output_gradients=[tf.ones_like(g_scaled)] +
+          tf.nest.flatten(param_grads))
+    else:
+      g_grads = g_tape.gradient(g_scaled, hn.generator_variables)
     d_grads = d_tape.gradient(d_scaled, hn.discriminator.trainable_variables)
     losses = {
         'loss': g_loss,
@@ -255,8 +274,8 @@ class Trainer:
     if cfg.diversity_weight:
       losses['diversity_loss'] = diversity_loss / replicas
     if cfg.task == 'classification':
-      correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                 per_network_labels(labels, logits)),
+      correct = tf.cast(tf.equal(predictions,
+                                 per_network_labels(labels, predictions)),
                         tf.float32)
       losses['accuracy'] = tf.reduce_mean(correct) / replicas
     return g_grads, d_grads, losses
