@@ -41,19 +41,15 @@ def main(argv):
   rows = []
   for pair in _PAIRS.value:
     recipe, reference = pair.split(':')
-    runs = {recipe: [], reference: []}
-    for round_ in range(_ROUNDS.value):
-      for flagfile in (recipe, reference):
-        run = script_speed.time_script(flagfile, _STEPS.value, repo)
-        runs[flagfile].append(run['network_examples_per_s'])
-        print(f'round {round_ + 1}: {flagfile}: {run["steps_per_s"]:.2f} '
-              f'steps/s x {run["network_examples_per_step"]} = '
-              f'{run["network_examples_per_s"]:,.0f} network-examples/s',
-              flush=True)
-    ratios = [a / b for a, b in zip(runs[recipe], runs[reference])]
+    recipe_runs, reference_runs = (
+        [run['network_examples_per_s'] for run in runs]
+        for runs in script_speed.time_alternately(
+            [(recipe, ()), (reference, ())], _STEPS.value, repo,
+            _ROUNDS.value, log=lambda line: print(line, flush=True)))
+    ratios = [a / b for a, b in zip(recipe_runs, reference_runs)]
     rows.append({'recipe': recipe, 'reference': reference,
-                 'recipe_network_examples_per_s': runs[recipe],
-                 'reference_network_examples_per_s': runs[reference],
+                 'recipe_network_examples_per_s': recipe_runs,
+                 'reference_network_examples_per_s': reference_runs,
                  'ratio_per_round': ratios,
                  'ratio': float(np.median(ratios))})
   print(f'\n{"recipe":<34}{"reference":<42}{"x reference":>12}')

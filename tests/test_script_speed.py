@@ -13,9 +13,14 @@ def test_a_baseline_is_timed_with_its_extra_flags(tmp_path, tfds_dir,
   flagfile.write_text('--method=ensemble\n--num_members=3\n--batch_size=8\n'
                       '--eval_members=3\n--nodownload\n')
   assert script_speed.script_kind(str(flagfile)) == 'baseline'
-  run = script_speed.time_script(str(flagfile), 150, str(REPO),
-                                 ('--num_members=2', '--eval_members=2'))
+  lines = []
+  [[run]] = script_speed.time_alternately(
+      [(str(flagfile), ('--num_members=2', '--eval_members=2'))], 150,
+      str(REPO), rounds=1, log=lines.append)
   assert run['network_examples_per_step'] == 2 * 8  # The args won.
+  assert lines == [f'round 1: {flagfile} --num_members=2 --eval_members=2: '
+                   f'{run["steps_per_s"]:.2f} steps/s x 16 = '
+                   f'{run["network_examples_per_s"]:,.0f} network-examples/s']
   assert run['steps_per_s'] > 0
   assert run['network_examples_per_s'] == pytest.approx(
       16 * run['steps_per_s'])

@@ -103,15 +103,11 @@ def measure_speeds(all_methods: Sequence[Method], steps: int, rounds: int,
                    log=print) -> dict[str, float]:
   """Steps per second of each method through its script, the methods
   alternated `rounds` times on this machine; medians."""
-  rates = {m.name: [] for m in all_methods}
-  for round_ in range(rounds):
-    for m in all_methods:
-      run = script_speed.time_script(m.flagfile, steps, reproduce.PROJECT_ROOT,
-                                     m.args)
-      rates[m.name].append(run['steps_per_s'])
-      log(f'speed, round {round_ + 1}: {m.name}: {run["steps_per_s"]:.2f} '
-          'steps/s')
-  return {name: float(np.median(r)) for name, r in rates.items()}
+  runs = script_speed.time_alternately(
+      [(m.flagfile, m.args) for m in all_methods], steps,
+      reproduce.PROJECT_ROOT, rounds, log)
+  return {m.name: float(np.median([run['steps_per_s'] for run in r]))
+          for m, r in zip(all_methods, runs)}
 
 
 def load_or_measure_speeds(all_methods: Sequence[Method], runs_root: str,
@@ -157,12 +153,12 @@ def plan(all_methods: Sequence[Method], steps: dict[str, int],
   """Train and test-evaluate (and, with shift, CIFAR-10-C) every method and
   seed, the seeds interleaved so that a partial run covers every method."""
   stages = []
+  data_args = (f'--data_dir={data_dir}',) if data_dir else ()
   for seed in sorted({s for m in all_methods for s in m.seeds}):
     for m in all_methods:
       if seed not in m.seeds:
         continue
       run_dir, n = m.run_dir(runs_root, seed), steps[m.name]
-      data_args = (f'--data_dir={data_dir}',) if data_dir else ()
       name = os.path.basename(run_dir)
       stages.append(reproduce.Stage(
           f'{name}/train',

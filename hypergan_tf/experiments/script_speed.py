@@ -75,3 +75,20 @@ def time_script(flagfile: str, steps: int, repo: str,
   return {'flagfile': flagfile, 'steps_per_s': steps_per_s,
           'network_examples_per_step': per_step,
           'network_examples_per_s': steps_per_s * per_step}
+
+
+def time_alternately(recipes: Sequence[tuple[str, Sequence[str]]], steps: int,
+                     repo: str, rounds: int, log=print) -> list[list[dict]]:
+  """`time_script` of each (flagfile, args), the recipes alternated `rounds`
+  times (A B A B) so that drifts of the machine hit all alike; returns
+  each recipe's runs, in its order."""
+  runs = [[] for _ in recipes]
+  for round_ in range(rounds):
+    for (flagfile, args), out in zip(recipes, runs):
+      run = time_script(flagfile, steps, repo, args)
+      out.append(run)
+      log(f'round {round_ + 1}: {flagfile} {" ".join(args)}'.rstrip() +
+          f': {run["steps_per_s"]:.2f} steps/s x '
+          f'{run["network_examples_per_step"]} = '
+          f'{run["network_examples_per_s"]:,.0f} network-examples/s')
+  return runs

@@ -89,7 +89,6 @@ def he_kernels(spec: targets.TargetSpec, shape_prefix: tuple[int, ...],
               zip(spec.param_shapes, spec.fan_ins))]
 
 
-
 def kernel_variables(spec: targets.TargetSpec, shape_prefix: tuple[int, ...],
                      seed: int) -> list[tf.Variable]:
   """`he_kernels` as variables kernel_<i>."""
