@@ -45,8 +45,9 @@ _VALIDATION = flags.DEFINE_bool(
 _SHIFT = flags.DEFINE_bool(
     'shift', False, 'Score the test set under dataset shift: CIFAR-10-C '
     'corruptions at 5 severities (CIFAR runs; built and cached on first '
-    'use), or rotations of 0-180 degrees (MNIST runs). About 750,000 images '
-    'for CIFAR: pass --num_networks=10 (or K).')
+    'use), or rotations of 0-180 degrees (MNIST runs; with --validation, of '
+    'the validation split instead). About 750,000 images for CIFAR: pass '
+    '--num_networks=10 (or K).')
 _SHIFT_DATA_DIR = flags.DEFINE_string(
     'shift_data_dir', None, 'With --shift: writable TFDS directory caching '
     'the corrupted test sets (default: TFDS\' default directory).')
@@ -57,8 +58,8 @@ _CORRUPTIONS = flags.DEFINE_list(
     'corruptions', None, 'With --shift: these corruptions only (default: '
     f'all of {",".join(corruptions.CORRUPTIONS)}).')
 _OUT_DIR = flags.DEFINE_string(
-    'out_dir', None, 'Where the outputs go (default: eval/, validation_eval/ '
-    'or shift_eval/ in --run_dir).')
+    'out_dir', None, 'Where the outputs go (default: eval/, validation_eval/, '
+    'shift_eval/ or validation_shift_eval/ in --run_dir).')
 _OOD_EXAMPLES = flags.DEFINE_integer(
     'ood_examples', 5000, 'With --validation: OOD images scored.',
     lower_bound=1)
@@ -68,15 +69,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    if _VALIDATION.value and _SHIFT.value:
-      raise ValueError('--validation and --shift are separate evaluations; '
-                       'pass one of them.')
     if _SHIFT.value:
       results = dataset_shift.evaluate_shift(
           _RUN_DIR.value, _NETWORKS.value, _SEED.value, _DATA_DIR.value,
           _SHIFT_DATA_DIR.value, _SHIFT_EXAMPLES.value,
           tuple(_CORRUPTIONS.value) if _CORRUPTIONS.value else None,
-          _BATCH.value, _OUT_DIR.value)
+          _BATCH.value, _OUT_DIR.value, _VALIDATION.value)
       logging.info('Wrote %s: %s', results['out_dir'],
                    results['summary']['overall'])
       return

@@ -1,6 +1,7 @@
 """Dataset shift: rotated MNIST and CIFAR-10-C scores of trained runs."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -45,6 +46,34 @@ def test_rotated_mnist_scores_every_angle(tiny_run, tfds_dir):
   # scripts/compare.py shows the means.
   text = comparison.compare([str(tiny_run)])
   assert f'{100 * result["shift/cA"]:.2f}' in text
+
+
+def test_rotated_validation_split_for_choosing_recipes(tiny_run, tfds_dir,
+                                                       tmp_path):
+  """--shift --validation rotates the held-out split, never a test image."""
+  run = tmp_path / 'run'
+  shutil.copytree(tiny_run, run)
+  cfg = json.loads((run / 'config.json').read_text())
+  (run / 'config.json').write_text(json.dumps({**cfg,
+                                               'validation_size': 100}))
+  result = dataset_shift.evaluate_shift(str(run), num_networks=3,
+                                        data_dir=tfds_dir, num_examples=40,
+                                        validation=True)
+  assert result['split'] == 'validation'
+  assert len(result['sets']) == len(corruptions.ROTATIONS)
+  model = members.load(str(run))
+  x, y = next(iter(data.load('mnist', 'validation', 40, training=False,
+                             validation_size=100, data_dir=tfds_dir,
+                             download=False)))
+  logits = model.logits(model.sample(3, 0), x).numpy()
+  assert result['sets']['clean']['nll'] == pytest.approx(
+      dataset_shift.set_scores(logits, y.numpy())['nll'], abs=1e-5)
+  test_scores = dataset_shift.evaluate_shift(
+      str(run), num_networks=3, data_dir=tfds_dir, num_examples=40)
+  assert test_scores['sets']['clean']['nll'] != result['sets']['clean']['nll']
+  assert (run / 'validation_shift_eval' / 'metrics.json').exists()
+  with pytest.raises(ValueError, match='has no validation split'):
+    dataset_shift.evaluate_shift(str(tiny_run), validation=True)
 
 
 @pytest.fixture(scope='module')
@@ -120,6 +149,9 @@ def test_bad_requests_raise_one_clear_error(tiny_run, tmp_path):
   with pytest.raises(ValueError, match="Unknown corruption 'fog_machine'"):
     list(dataset_shift.shifted_sets('cifar10', None, str(tmp_path), 4,
                                     ('fog_machine',)))
+  with pytest.raises(ValueError, match='no validation counterpart'):
+    list(dataset_shift.shifted_sets('cifar10', None, str(tmp_path), 4,
+                                    validation_size=100))
   with pytest.raises(FileNotFoundError, match='evaluate.py --shift'):
     dataset_shift.read(str(tmp_path))
 
@@ -139,7 +171,7 @@ def test_evaluate_script_shift(cifar5_run, tfds_dir, tmp_path):
   assert written['num_examples'] == 10
   for extra, message in ((['--corruptions=fog_machine'],
                           "Unknown corruption 'fog_machine'"),
-                         (['--validation'], 'separate evaluations')):
+                         (['--validation'], 'has no validation split')):
     out = subprocess.run(base + extra, capture_output=True, text=True,
                          cwd=REPO, check=False)
     assert out.returncode == 1

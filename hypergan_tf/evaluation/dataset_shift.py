@@ -10,7 +10,8 @@ under the same corruption and severity. The means over corruption types per
 severity and over every corrupted set are uncertainty-baselines' cA, cNLL
 and cECE; corruptions `corruptions.UNAVAILABLE` / `UNFAITHFUL` name are left
 out of the means. For rotations, the means are over the rotated sets
-(15-180 degrees).
+(15-180 degrees). Rotations also apply to the run's validation split
+(`validation=True`), for choosing MNIST recipes without the test set.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hypergan_tf.evaluation import metrics
 from hypergan_tf.runtime import rundir
 
 OUT_DIR = 'shift_eval'  # Under the run directory.
+VALIDATION_OUT_DIR = 'validation_shift_eval'
 # Training datasets with a shift (their registry entry's `shift`).
 SHIFTED = tuple(name for name, spec in data.DATASETS.items() if spec.shift)
 
@@ -57,12 +59,14 @@ def shift_of(dataset: str) -> str:
 
 def shifted_sets(dataset: str, data_dir: str | None, shift_data_dir: str,
                  num_examples: int | None = None,
-                 corruption_names: tuple[str, ...] | None = None
-                 ) -> Iterator[ShiftedSet]:
+                 corruption_names: tuple[str, ...] | None = None,
+                 validation_size: int = 0) -> Iterator[ShiftedSet]:
   """The clean test set, then each shifted copy (labels as in the source).
 
   CIFAR test sets are CIFAR-10's, all ten classes (CIFAR-5 splits them
-  itself); corrupted copies are built into shift_data_dir once.
+  itself); corrupted copies are built into shift_data_dir once. With
+  validation_size, the run's validation split instead of test: rotations
+  only, as CIFAR-10-C's corrupted sets are made from test images.
 
   Args:
     dataset: the run's training dataset.
@@ -71,15 +75,27 @@ def shifted_sets(dataset: str, data_dir: str | None, shift_data_dir: str,
     num_examples: the first num_examples test images only (None: all).
     corruption_names: a subset of `corruptions.CORRUPTIONS` (None: every
       one that can be made).
+    validation_size: the run's --validation_size, to shift its validation
+      split (0: the test split).
   """
   kind = shift_of(dataset)
+  if validation_size and kind != 'rotation':
+    raise ValueError(f'{dataset!r} is shifted by corrupted copies of its '
+                     'test split, which have no validation counterpart; '
+                     'choose its recipes with --validation alone.')
   names = corruption_names or tuple(
       c for c in corruptions.CORRUPTIONS if c not in corruptions.UNAVAILABLE)
   for name in names:  # Before any work: the corrupted sets come last.
     corruptions.check(name, corruptions.SEVERITIES[0])
-  source = data.DATASETS[dataset].source
-  split = f'test[:{num_examples}]' if num_examples else 'test'
-  images, labels = data.arrays(source, split, data_dir, download=False)
+  if validation_size:
+    images, labels = data.arrays(dataset, 'validation', data_dir,
+                                 download=False,
+                                 validation_size=validation_size)
+    images, labels = images[:num_examples], labels[:num_examples]
+  else:
+    split = f'test[:{num_examples}]' if num_examples else 'test'
+    images, labels = data.arrays(data.DATASETS[dataset].source, split,
+                                 data_dir, download=False)
   yield ShiftedSet('clean', 'clean', 0, images, labels)
   if kind == 'rotation':
     for degrees in corruptions.ROTATIONS[1:]:
@@ -136,7 +152,8 @@ def evaluate_shift(run_dir: str, num_networks: int = 10, seed: int = 0,
                    num_examples: int | None = None,
                    corruption_names: tuple[str, ...] | None = None,
                    batch_size: int = 500,
-                   out_dir: str | None = None) -> dict[str, Any]:
+                   out_dir: str | None = None,
+                   validation: bool = False) -> dict[str, Any]:
   """Scores a run's members under dataset shift; writes <run_dir>/shift_eval/.
 
   Writes metrics.json (per set, per level, overall, and flat 'shift/cA'-style
@@ -152,12 +169,18 @@ def evaluate_shift(run_dir: str, num_networks: int = 10, seed: int = 0,
     num_examples: score the first num_examples test images only.
     corruption_names: a subset of the corruptions (default: all).
     batch_size: images per forward pass of all members.
-    out_dir: where the outputs go (default: <run_dir>/shift_eval).
+    out_dir: where the outputs go (default: <run_dir>/shift_eval, or
+      validation_shift_eval with validation).
+    validation: shift the run's validation split instead of test
+      (rotations only), for choosing recipes.
   """
+  validation_size = (evaluation.validation_size_of(run_dir) if validation
+                     else 0)
   model, num_networks = evaluation.load_members(run_dir, num_networks)
-  out_dir = rundir.writable_dir(out_dir or rundir.join(run_dir, OUT_DIR),
-                                '--out_dir')
   kind = shift_of(model.dataset)
+  default_dir = VALIDATION_OUT_DIR if validation else OUT_DIR
+  out_dir = rundir.writable_dir(out_dir or rundir.join(run_dir, default_dir),
+                                '--out_dir')
   # A class subset (CIFAR-5) is scored on its classes of the source's test
   # set; the source's other classes are its out-of-distribution images.
   classes = data.DATASETS[model.dataset].classes
@@ -168,7 +191,7 @@ def evaluate_shift(run_dir: str, num_networks: int = 10, seed: int = 0,
   per_set = {}
   for shifted in shifted_sets(model.dataset, data_dir or model.data_dir,
                               shift_data_dir, num_examples,
-                              corruption_names):
+                              corruption_names, validation_size):
     logits = _logits(model, params, shifted.images, batch_size)
     labels = shifted.labels
     if classes is None:
@@ -192,12 +215,14 @@ def evaluate_shift(run_dir: str, num_networks: int = 10, seed: int = 0,
   payload = {**flat, 'summary': summary, 'sets': per_set,
              'num_networks': num_networks, 'seed': seed, 'step': model.step,
              'run_dir': run_dir, 'out_dir': out_dir,
-             'num_examples': num_examples}
+             'num_examples': num_examples,
+             'split': 'validation' if validation else 'test'}
   rundir.write_json(rundir.join(out_dir, 'metrics.json'), payload)
   figures.shift_panels({run_dir: per_set}, kind,
                        rundir.join(out_dir, 'shift.png'),
                        f'{model.dataset} under dataset shift '
-                       f'({num_networks} members)')
+                       f'({num_networks} members'
+                       f'{", validation" if validation else ""})')
   return payload
 
 

@@ -372,6 +372,16 @@ def evaluate_run(run_dir: str, num_networks: int = 100, seed: int = 0,
 VALIDATION_DIR = 'validation_eval'  # Under the run directory.
 
 
+def validation_size_of(run_dir: str) -> int:
+  """The run's --validation_size, or a clear error if it held none out."""
+  validation_size = rundir.read_config(run_dir).get('validation_size', 0)
+  if not validation_size:
+    raise ValueError(f'{run_dir} has no validation split (it was trained '
+                     'with --validation_size=0); evaluate it on test with '
+                     'scripts/evaluate.py, or train with --validation_size.')
+  return validation_size
+
+
 def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
                         data_dir: str | None = None, ood_examples: int = 5000,
                         batch_size: int = 100,
@@ -389,11 +399,7 @@ def evaluate_validation(run_dir: str, num_networks: int = 10, seed: int = 0,
   Raises:
     ValueError: the run was trained without a validation split.
   """
-  validation_size = rundir.read_config(run_dir).get('validation_size', 0)
-  if not validation_size:
-    raise ValueError(f'{run_dir} has no validation split (it was trained '
-                     'with --validation_size=0); evaluate it on test with '
-                     'scripts/evaluate.py, or train with --validation_size.')
+  validation_size = validation_size_of(run_dir)
   model, num_networks = load_members(run_dir, num_networks)
   out_dir = rundir.writable_dir(
       out_dir or rundir.join(run_dir, VALIDATION_DIR), '--out_dir')

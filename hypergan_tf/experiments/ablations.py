@@ -17,7 +17,6 @@ from hypergan_tf.datasets import data
 from hypergan_tf.evaluation import evaluation
 from hypergan_tf.evaluation import metrics
 from hypergan_tf.model import members
-from hypergan_tf.runtime import rundir
 
 
 def mode_bases(model: members.Loaded) -> list[tuple[Any, Any]]:
@@ -81,10 +80,7 @@ def validation_ablation(run_dir: str, num_networks: int = 100, seed: int = 0,
                         data_dir: str | None = None, batch_size: int = 500
                         ) -> dict[str, dict[str, float]]:
   """`generator_ablation` of a run on its validation split."""
-  validation_size = rundir.read_config(run_dir).get('validation_size', 0)
-  if not validation_size:
-    raise ValueError(f'{run_dir} has no validation split; train it with '
-                     '--validation_size.')
+  validation_size = evaluation.validation_size_of(run_dir)
   model = members.load(run_dir)
   dataset = data.load(model.dataset, 'validation', batch_size,
                       training=False, validation_size=validation_size,
