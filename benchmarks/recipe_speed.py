@@ -32,6 +32,9 @@ _STEPS = flags.DEFINE_integer('steps', 400, 'Steps per timed run.',
                               lower_bound=150)
 _ROUNDS = flags.DEFINE_integer('rounds', 2, 'Alternations per pair.',
                                lower_bound=1)
+_RECIPE_ARGS = flags.DEFINE_list(
+    'recipe_args', [], 'Extra flags of every recipe, not of its reference '
+    '(e.g. --recipe_args=--mixed_precision).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Optional JSON results file.')
 
 
@@ -44,10 +47,12 @@ def main(argv):
     recipe_runs, reference_runs = (
         [run['network_examples_per_s'] for run in runs]
         for runs in script_speed.time_alternately(
-            [(recipe, ()), (reference, ())], _STEPS.value, repo,
+            [(recipe, tuple(_RECIPE_ARGS.value)), (reference, ())],
+            _STEPS.value, repo,
             _ROUNDS.value, log=lambda line: print(line, flush=True)))
     ratios = [a / b for a, b in zip(recipe_runs, reference_runs)]
-    rows.append({'recipe': recipe, 'reference': reference,
+    rows.append({'recipe': recipe, 'recipe_args': _RECIPE_ARGS.value,
+                 'reference': reference,
                  'recipe_network_examples_per_s': recipe_runs,
                  'reference_network_examples_per_s': reference_runs,
                  'ratio_per_round': ratios,

@@ -19,6 +19,7 @@ from absl import logging
 
 from hypergan_tf.experiments import equal_cost
 from hypergan_tf.experiments import reproduce
+from hypergan_tf.experiments import script_speed
 
 _DATASET = flags.DEFINE_enum('dataset', 'cifar5', list(equal_cost.DATASETS),
                              'Dataset of the comparison.')
@@ -35,8 +36,10 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data directory '
                                 '(default: TFDS_DATA_DIR or TFDS\'s own).')
 _SHIFT = flags.DEFINE_bool('shift', False, 'Also score CIFAR-10-C (about '
                            '5 min a run).')
-_SPEED_STEPS = flags.DEFINE_integer('speed_steps', 400, 'Steps of each '
-                                    'speed probe.', lower_bound=150)
+_SPEED_STEPS = flags.DEFINE_integer(
+    'speed_steps', script_speed.OVERHEAD_STEPS, 'Steps of each speed probe '
+    '(its validation passes and checkpoints priced too).',
+    lower_bound=script_speed.OVERHEAD_STEPS)
 _SPEED_ROUNDS = flags.DEFINE_integer('speed_rounds', 1, 'Alternations of '
                                      'the speed probes.', lower_bound=1)
 _DRY_RUN = flags.DEFINE_bool('dry_run', False,

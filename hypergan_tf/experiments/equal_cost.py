@@ -2,8 +2,9 @@
 
 Each method gets the reference recipe's training wall time on this machine:
 its steps are the reference's steps times the ratio of their speeds, steps
-per second through the training scripts timed back to back (the speed probe
-is recorded and reused, so a rerun resumes the same budget). The cost is
+per second through the training scripts timed back to back, with each
+flagfile's validation passes and checkpoints priced in (the speed probe is
+recorded and reused, so a rerun resumes the same budget). The cost is
 then stated two ways, from what the runs wrote: wall time, and
 network-image passes (steps x networks x images per network). Seeds vary;
 cells are mean ± std over them. Runs, evaluations and resumes are
@@ -101,12 +102,14 @@ def select(all_methods: Sequence[Method], names: Sequence[str] | None
 
 def measure_speeds(all_methods: Sequence[Method], steps: int, rounds: int,
                    log=print) -> dict[str, float]:
-  """Steps per second of each method through its script, the methods
-  alternated `rounds` times on this machine; medians."""
+  """Steps per second of each method through its script as a whole run
+  trains (validation passes and checkpoints at its flagfile's cadence
+  included), the methods alternated `rounds` times on this machine;
+  medians."""
   runs = script_speed.time_alternately(
       [(m.flagfile, m.args) for m in all_methods], steps,
-      reproduce.PROJECT_ROOT, rounds, log)
-  return {m.name: float(np.median([run['steps_per_s'] for run in r]))
+      reproduce.PROJECT_ROOT, rounds, log, overheads=True)
+  return {m.name: float(np.median([run['run_steps_per_s'] for run in r]))
           for m, r in zip(all_methods, runs)}
 
 
