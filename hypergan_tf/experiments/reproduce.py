@@ -137,20 +137,32 @@ class Stage:
             and record.get('complete', True))
 
 
+def flagfile_values(flagfile: str, names: Sequence[str],
+                    args: Sequence[str] = (), root: str = PROJECT_ROOT
+                    ) -> dict[str, str]:
+  """The last value of each named flag that flagfile, then args, set:
+  nested flagfiles read where they stand, as absl does, their paths
+  relative to root. Names set nowhere are left out."""
+  values = {}
+  with open(os.path.join(root, flagfile)) as f:
+    lines = [line.strip() for line in f]
+  for line in (*lines, *args):
+    if not line.startswith('--'):
+      continue
+    name, _, value = line[2:].partition('=')
+    if name == 'flagfile':
+      values.update(flagfile_values(value, names, root=root))
+    elif name in names:
+      values[name] = value
+  return values
+
+
 def flagfile_steps(flagfile: str) -> int:
-  """The --steps value of a flagfile (the last one, nested flagfiles read
-  where they stand, as absl does)."""
-  steps = None
-  with open(os.path.join(PROJECT_ROOT, flagfile)) as f:
-    for line in f:
-      line = line.strip()
-      if line.startswith('--flagfile='):
-        steps = flagfile_steps(line.split('=', 1)[1])
-      elif line.startswith('--steps='):
-        steps = int(line.split('=', 1)[1])
+  """The --steps value of a flagfile (`flagfile_values`)."""
+  steps = flagfile_values(flagfile, ('steps',)).get('steps')
   if steps is None:
     raise ValueError(f'{flagfile} sets no --steps.')
-  return steps
+  return int(steps)
 
 
 def experiment_stages(experiment: Experiment, budget: str, runs_root: str,

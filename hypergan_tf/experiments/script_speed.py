@@ -22,9 +22,9 @@ import sys
 import tempfile
 from typing import Sequence
 
-from absl import flags
 import numpy as np
 
+from hypergan_tf.experiments import reproduce
 from hypergan_tf.methods.baselines.config import BaselineConfig
 from hypergan_tf.methods.hypergan.config import TrainConfig
 from hypergan_tf.runtime import rundir
@@ -59,21 +59,11 @@ def cadence(flagfile: str, repo: str, args: Sequence[str] = ()
   """eval_every and checkpoint_every of flagfile's recipe plus args (its
   script's defaults where neither sets them); flagfile is relative to repo,
   as are the flagfiles it nests."""
+  names = ('eval_every', 'checkpoint_every')
+  values = reproduce.flagfile_values(flagfile, names, args, root=repo)
   kind = script_kind(os.path.join(repo, flagfile))
-  cwd = os.getcwd()
-  os.chdir(repo)
-  try:
-    argv = flags.FlagValues().read_flags_from_files(
-        [f'--flagfile={flagfile}', *args], force_gnu=False)
-  finally:
-    os.chdir(cwd)
-  values = {f.name: f.default for f in dataclasses.fields(_CONFIGS[kind])
-            if f.name in ('eval_every', 'checkpoint_every')}
-  for arg in argv:
-    name, _, value = arg.lstrip('-').partition('=')
-    if name in values:
-      values[name] = int(value)
-  return values
+  return {f.name: int(values.get(f.name, f.default))
+          for f in dataclasses.fields(_CONFIGS[kind]) if f.name in names}
 
 
 def time_script(flagfile: str, steps: int, repo: str,
