@@ -80,20 +80,46 @@ def test_plan_rejects_unknown_names(tmp_path, budget, only, match):
 
 @pytest.mark.parametrize('content, done', [
     ({'steps': 8}, True),  # results.json of a finished run
-    ({'step': 8}, True),  # an evaluation of the step-8 checkpoint
-    ({'step': 4}, False),  # an evaluation of an earlier checkpoint
-    ({'step': 16}, True),  # a run trained further by a longer budget
-    ({'step': 8, 'complete': False}, False),  # an interrupted adversarial run
-    ('{"step": 8', False),  # truncated by a crash
+    ({'steps': 4}, False),  # a run stopped short of the budget
+    ({'steps': 16}, True),  # a run trained further by a longer budget
+    ({'steps': 8, 'complete': False}, False),
+    ('{"steps": 8', False),  # truncated by a crash
     (None, False),  # not written yet
 ])
 def test_stage_done_only_when_its_output_reaches_the_step(tmp_path, content,
                                                          done):
-  path = tmp_path / 'metrics.json'
+  path = tmp_path / 'results.json'
   if content is not None:
     path.write_text(content if isinstance(content, str)
                     else json.dumps(content))
   assert reproduce.Stage('x', ('s.py',), str(path), 8).done() is done
+
+
+@pytest.mark.parametrize('run, evaluation, done', [
+    # Validation chose step 6 of 8: its evaluation is the finished one.
+    ({'steps': 8, 'selected_step': 6}, {'step': 6}, True),
+    ({'steps': 8, 'selected_step': 6}, {'step': 4}, False),  # stale
+    ({'steps': 8}, {'step': 8}, True),  # a run that records no selection
+    ({'steps': 8}, {'step': 4}, False),
+    ({'steps': 4, 'selected_step': 4}, {'step': 4}, False),  # run unfinished
+    # Rerun longer, validation moved: the old evaluation is stale.
+    ({'steps': 16, 'selected_step': 12}, {'step': 6}, False),
+    ({'steps': 8, 'selected_step': 6}, {'step': 6, 'complete': False},
+     False),  # an interrupted adversarial run
+    ({'steps': 8, 'selected_step': 6}, '{"step": 6', False),  # truncated
+    ({'steps': 8, 'selected_step': 6}, None, False),  # not written yet
+    (None, {'step': 6}, False),  # no run to have evaluated
+])
+def test_evaluation_done_only_of_the_checkpoint_its_run_selected(
+    tmp_path, run, evaluation, done):
+  paths = []
+  for name, content in (('results.json', run), ('metrics.json', evaluation)):
+    paths.append(tmp_path / name)
+    if content is not None:
+      paths[-1].write_text(content if isinstance(content, str)
+                           else json.dumps(content))
+  results, metrics = map(str, paths)
+  assert reproduce.Stage('x', ('s.py',), metrics, 8, results).done() is done
 
 
 def _reproduce(tfds_dir, *flags):

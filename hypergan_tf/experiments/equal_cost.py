@@ -163,20 +163,21 @@ def plan(all_methods: Sequence[Method], steps: dict[str, int],
         continue
       run_dir, n = m.run_dir(runs_root, seed), steps[m.name]
       name = os.path.basename(run_dir)
+      results = os.path.join(run_dir, rundir.RESULTS_FILE)
       stages.append(reproduce.Stage(
           f'{name}/train',
           (m.script, f'--flagfile={m.flagfile}', f'--run_dir={run_dir}',
            f'--seed={seed}', f'--steps={n}') + m.args + data_args,
-          os.path.join(run_dir, rundir.RESULTS_FILE), n))
+          results, n))
       evaluate = ('scripts/evaluate.py', f'--run_dir={run_dir}') + data_args
       stages.append(reproduce.Stage(
           f'{name}/evaluate', evaluate,
-          os.path.join(run_dir, 'eval', 'metrics.json'), n))
+          os.path.join(run_dir, 'eval', 'metrics.json'), n, results))
       if shift:
         stages.append(reproduce.Stage(
             f'{name}/shift', evaluate + reproduce.SHIFT_ARGS + (
                 f'--shift_data_dir={os.path.join(runs_root, "tfds")}',),
-            os.path.join(run_dir, 'shift_eval', 'metrics.json'), n))
+            os.path.join(run_dir, 'shift_eval', 'metrics.json'), n, results))
   return stages
 
 

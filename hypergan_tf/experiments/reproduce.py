@@ -116,25 +116,41 @@ SMOKE_ADVERSARIAL_ARGS = ('--num_examples=20', '--ensemble_sizes=2',
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-  """One script run; done once `output` records >= `steps` and is complete."""
+  """One script run; done once `output` records >= `steps` and is complete.
+
+  An evaluation names its run's results.json in `evaluates`: it is done once
+  its output is of the checkpoint that run selected, which validation may have
+  picked before the last step (and which a longer rerun may change).
+  """
   name: str  # e.g. 'mnist/train'
   argv: tuple[str, ...]  # Script path and its flags.
   output: str | None  # JSON the script writes; None: always run.
-  steps: int  # The run's trained step that output must record.
+  steps: int  # The run's trained step that output (or `evaluates`) records.
+  evaluates: str | None = None  # The evaluated run's results.json.
 
   def done(self) -> bool:
-    if self.output is None or not os.path.exists(self.output):
+    record = _read_record(self.output)
+    if record is None or not record.get('complete', True):
       return False
-    try:
-      with open(self.output) as f:
-        record = json.load(f)
-    except (OSError, ValueError):
-      return False  # Unreadable: redo the stage.
     # results.json holds 'steps'; evaluations hold the checkpoint's 'step'.
-    # A run trained beyond this budget (by a longer one) counts as done.
     step = record.get('step', record.get('steps'))
-    return (isinstance(step, int) and step >= self.steps
-            and record.get('complete', True))
+    if self.evaluates is None:
+      # A run trained beyond this budget (by a longer one) counts as done.
+      return isinstance(step, int) and step >= self.steps
+    run = _read_record(self.evaluates)
+    return (run is not None and run.get('steps', -1) >= self.steps
+            and step == run.get('selected_step', run.get('steps')))
+
+
+def _read_record(path: str | None) -> dict | None:
+  """A stage's JSON output, or None if missing or unreadable (redo it)."""
+  if path is None or not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
 
 
 def flagfile_values(flagfile: str, names: Sequence[str],
@@ -181,8 +197,9 @@ def experiment_stages(experiment: Experiment, budget: str, runs_root: str,
                    else SMOKE_TRAIN_ARGS)
   script = ('scripts/train_baseline.py' if experiment.baseline
             else 'scripts/train.py')
+  results = os.path.join(run_dir, rundir.RESULTS_FILE)
   stages = [Stage(f'{experiment.name}/train', (script,) + train_args,
-                  os.path.join(run_dir, rundir.RESULTS_FILE), steps)]
+                  results, steps)]
   evaluate_args = (f'--run_dir={run_dir}',) + data_args
   if manual_dir:
     evaluate_args += (f'--manual_dir={manual_dir}',)
@@ -190,20 +207,20 @@ def experiment_stages(experiment: Experiment, budget: str, runs_root: str,
       f'{experiment.name}/evaluate',
       ('scripts/evaluate.py',) + evaluate_args +
       (SMOKE_EVALUATE_ARGS if smoke else ()),
-      os.path.join(run_dir, 'eval', 'metrics.json'), steps))
+      os.path.join(run_dir, 'eval', 'metrics.json'), steps, results))
   if experiment.shift:
     stages.append(Stage(
         f'{experiment.name}/shift',
         ('scripts/evaluate.py',) + evaluate_args + SHIFT_ARGS +
         (SMOKE_SHIFT_ARGS if smoke else ()) + (
             (f'--shift_data_dir={os.path.join(runs_root, "tfds")}',)),
-        os.path.join(run_dir, 'shift_eval', 'metrics.json'), steps))
+        os.path.join(run_dir, 'shift_eval', 'metrics.json'), steps, results))
   if experiment.adversarial:
     stages.append(Stage(
         f'{experiment.name}/adversarial',
         ('scripts/adversarial.py', f'--run_dir={run_dir}') + data_args +
         (SMOKE_ADVERSARIAL_ARGS if smoke else ()),
-        os.path.join(run_dir, 'adversarial', 'metrics.json'), steps))
+        os.path.join(run_dir, 'adversarial', 'metrics.json'), steps, results))
   return stages
 
 
