@@ -13,6 +13,7 @@ from absl import flags
 
 from hypergan_tf.methods import config as base
 from hypergan_tf.methods.hypergan import diversity
+from hypergan_tf.methods.hypergan import objectives
 from hypergan_tf.model import hypernet
 
 _field = base.flag_field
@@ -75,6 +76,16 @@ class TrainConfig(base.RunConfig):
       'with --modes >= 2 and two or more networks of each mode a step; the '
       "term's gradient then moves the generated part of each network, not "
       "the modes' bases).", choices=diversity.PAIRS)
+  network_objective: str = _field(
+      'shared', "Each sampled network's training objective: shared (one "
+      "loss for all, the paper) or label_smoothing (network n's labels "
+      'smoothed by --objective_spread x Phi(s_1), a function of its noise '
+      'that the generator sees, so that networks of one mode differ as the '
+      'optima of different objectives; hypergan_tf/methods/hypergan/'
+      'objectives.py).', choices=objectives.OBJECTIVES)
+  objective_spread: float = _field(
+      0.2, 'Largest per-network hyperparameter of --network_objective: '
+      'label smoothing is uniform on [0, this].', 0.0, 0.99)
   pretrain_mixer_steps: int = _field(
       1000, 'Most mixer pre-training steps (0 disables).', 0)
   pretrain_mixer_threshold: float = _field(
@@ -126,6 +137,7 @@ class TrainConfig(base.RunConfig):
     self.check_run()
     self.hypernet  # Validates the hypernetwork sizes.
     self.check_diversity()
+    self.check_objective()
 
   def check_diversity(self) -> None:
     """Raises ValueError where the diversity term cannot work."""
@@ -144,6 +156,22 @@ class TrainConfig(base.RunConfig):
       raise ValueError('--diversity_weight compares networks with each '
                        'other: it needs --num_networks >= 2, got '
                        f'{self.num_networks}.')
+
+  def check_objective(self) -> None:
+    """Raises ValueError where per-network objectives cannot work."""
+    if self.network_objective == 'shared':
+      return
+    flag = f'--network_objective={self.network_objective}'
+    if self.task != 'classification':
+      raise ValueError(f'{flag} needs a classification dataset '
+                       f'({self.dataset!r} is {self.task}); use shared.')
+    if self.noise_dim < 2:
+      raise ValueError(f'{flag} reads noise coordinate s_1: it needs '
+                       f'--noise_dim >= 2, got {self.noise_dim}.')
+    if self.network_chunk:
+      raise ValueError(f'{flag} gives each network its own loss, which '
+                       '--network_chunk does not pass on; set '
+                       '--network_chunk=0.')
 
   def _check_within_mode(self) -> None:
     if self.modes < 2:

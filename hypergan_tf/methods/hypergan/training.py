@@ -22,6 +22,7 @@ from hypergan_tf.methods import loop
 from hypergan_tf.methods.hypergan import chunked
 from hypergan_tf.methods.hypergan import config as config_lib
 from hypergan_tf.methods.hypergan import diversity
+from hypergan_tf.methods.hypergan import objectives
 from hypergan_tf.model import hypernet
 from hypergan_tf.model import members
 from hypergan_tf.model import targets
@@ -226,13 +227,17 @@ class Trainer:
         params = term_params = hn.generate(codes, training=True, noise=noise)
       forward = (targets.apply_per_network if cfg.per_network_batches
                  else targets.apply)
+      task_loss_fn = (
+          TASK_LOSSES[cfg.task] if cfg.network_objective == 'shared' else
+          objectives.classification_loss(cfg.network_objective, noise,
+                                         cfg.objective_spread))
       if cfg.network_chunk:
         # Its own tapes: their gradients join the generator's below.
         with g_tape.stop_recording(), d_tape.stop_recording():
           task_loss, param_grads, predictions = (
               chunked.task_loss_and_gradients(
                   self.spec, params, images, labels, cfg.network_chunk,
-                  forward, TASK_LOSSES[cfg.task], cfg.forward_method,
+                  forward, task_loss_fn, cfg.forward_method,
                   cfg.batch_size, self.g_optimizer.scale_loss,
                   cfg.per_network_batches))
       else:
@@ -240,7 +245,7 @@ class Trainer:
                                  cfg.forward_method), tf.float32)
         predictions = tf.argmax(logits, -1, output_type=tf.int32)
         task_loss = tf.nn.compute_average_loss(
-            TASK_LOSSES[cfg.task](logits, labels),
+            task_loss_fn(logits, labels),
             global_batch_size=cfg.batch_size)
       flat_codes = tf.reshape(codes, [-1, cfg.code_dim])
       d_loss, g_adv = discriminator_losses(*(
