@@ -132,4 +132,5 @@ def test_bad_values_give_one_clear_error_each():
   with pytest.raises(ValueError, match='set --network_chunk=0'):
     _cfg(network_objective='label_smoothing', network_chunk=2)
   with pytest.raises(ValueError, match='Unknown per-network objective'):
-    objectives.classification_loss('shared', tf.zeros([2, 2]), 0.1)
+    objectives.task_loss('weight_decay', tf.zeros([2, 2]), 0.1,
+                         training.classification_loss)

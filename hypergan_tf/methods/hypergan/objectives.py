@@ -18,6 +18,8 @@ import math
 
 import tensorflow as tf
 
+from hypergan_tf.methods.hypergan import chunked
+
 OBJECTIVES = ('shared', 'label_smoothing')
 
 
@@ -44,14 +46,16 @@ def label_smoothing_loss(logits: tf.Tensor, labels: tf.Tensor,
   return tf.reduce_mean(ce, axis=0)
 
 
-def classification_loss(objective: str, noise: tf.Tensor, spread: float):
+def task_loss(objective: str, noise: tf.Tensor, spread: float,
+              shared: chunked.TaskLoss) -> chunked.TaskLoss:
   """The task loss (logits [N, B, C], labels) -> [B] of the step's networks
-  of input noise [N, noise_dim] under `objective` (not 'shared', which is
-  `training.classification_loss`).
+  of input noise [N, noise_dim]: `shared` itself for objective 'shared'.
 
   Raises:
     ValueError: an unknown objective.
   """
+  if objective == 'shared':
+    return shared
   if objective != 'label_smoothing':
     raise ValueError(f'Unknown per-network objective {objective!r}; choose '
                      f'from {OBJECTIVES}.')

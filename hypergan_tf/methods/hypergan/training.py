@@ -227,10 +227,9 @@ class Trainer:
         params = term_params = hn.generate(codes, training=True, noise=noise)
       forward = (targets.apply_per_network if cfg.per_network_batches
                  else targets.apply)
-      task_loss_fn = (
-          TASK_LOSSES[cfg.task] if cfg.network_objective == 'shared' else
-          objectives.classification_loss(cfg.network_objective, noise,
-                                         cfg.objective_spread))
+      task_loss_fn = objectives.task_loss(
+          cfg.network_objective, noise, cfg.objective_spread,
+          TASK_LOSSES[cfg.task])
       if cfg.network_chunk:
         # Its own tapes: their gradients join the generator's below.
         with g_tape.stop_recording(), d_tape.stop_recording():
