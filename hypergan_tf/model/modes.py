@@ -31,13 +31,14 @@ from hypergan_tf.evaluation import metrics
 _EDGE = 1e-4
 
 
-def _cdf(x: tf.Tensor) -> tf.Tensor:
+def normal_cdf(x: tf.Tensor) -> tf.Tensor:
+  """Phi(x): maps a N(0, 1) noise coordinate to a uniform one on [0, 1]."""
   return 0.5 * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
 
 
 def mode_index(noise: tf.Tensor, modes: int) -> tf.Tensor:
   """The mode [n] (int32) of networks of input noise [n, noise_dim]."""
-  index = tf.cast(tf.floor(_cdf(noise[:, 0]) * modes), tf.int32)
+  index = tf.cast(tf.floor(normal_cdf(noise[:, 0]) * modes), tf.int32)
   return tf.clip_by_value(index, 0, modes - 1)
 
 
@@ -45,7 +46,7 @@ def stratify(noise: tf.Tensor, modes: int) -> tf.Tensor:
   """Noise whose n-th row is in mode n mod modes; the other values kept."""
   if modes == 1:
     return noise
-  u = tf.clip_by_value(_cdf(noise[:, 0]), _EDGE, 1.0 - _EDGE)
+  u = tf.clip_by_value(normal_cdf(noise[:, 0]), _EDGE, 1.0 - _EDGE)
   mode = tf.cast(tf.range(tf.shape(noise)[0]) % modes, noise.dtype)
   first = tf.math.ndtri((mode + u) / modes)
   return tf.concat([first[:, None], noise[:, 1:]], axis=1)

@@ -14,11 +14,10 @@ network that is best for it.
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
 from hypergan_tf.methods.hypergan import chunked
+from hypergan_tf.model import modes
 
 OBJECTIVES = ('shared', 'label_smoothing')
 
@@ -26,7 +25,7 @@ OBJECTIVES = ('shared', 'label_smoothing')
 def strength(noise: tf.Tensor, spread: float) -> tf.Tensor:
   """Each network's hyperparameter [n]: spread x Phi(s_1), uniform on
   [0, spread] for s ~ N(0, I) and independent of the mode's s_0."""
-  return spread * 0.5 * (1.0 + tf.math.erf(noise[:, 1] / math.sqrt(2.0)))
+  return spread * modes.normal_cdf(noise[:, 1])
 
 
 def label_smoothing_loss(logits: tf.Tensor, labels: tf.Tensor,
