@@ -26,9 +26,9 @@ _DATASET = flags.DEFINE_enum('dataset', 'cifar5', list(equal_cost.DATASETS),
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of the HyperGAN '
                            'and the K = 5 ensemble (the others: the first).')
 _METHODS = flags.DEFINE_list(
-    'methods', None, 'Only these methods (the HyperGAN, whose wall time is '
-    'the budget, always): hypergan, ensemble5, ensemble4, batch_ensemble, '
-    'mc_dropout.')
+    'methods', None, 'Train only these methods (the HyperGAN\'s speed sets '
+    'the budget either way): hypergan, ensemble5, ensemble4, '
+    'batch_ensemble, mc_dropout.')
 _RUNS_ROOT = flags.DEFINE_string('runs_root', None, 'Directory of the run '
                                  'directories (default: runs/equal_cost_'
                                  '<dataset>).')
@@ -63,7 +63,9 @@ def main(argv):
         reproduce.flagfile_steps(methods[0].flagfile), speeds,
         methods[0].name)
     logging.info('Equal wall time: %s', steps)
-    stages = equal_cost.plan(methods, steps, runs_root, data_dir,
+    trained = [m for m in methods
+               if not _METHODS.value or m.name in _METHODS.value]
+    stages = equal_cost.plan(trained, steps, runs_root, data_dir,
                              _SHIFT.value)
     reproduce.run(stages, runs_root, 'equal_cost', _DRY_RUN.value)
     if not _DRY_RUN.value:

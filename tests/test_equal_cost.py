@@ -157,6 +157,16 @@ def test_script_dry_run_prints_the_budgeted_commands(tmp_path):
       capture_output=True, text=True, cwd=REPO, check=False)
   assert out.returncode == 0, out.stderr[-2000:]
   commands = out.stdout.splitlines()
+  # Only the ensemble trains; the HyperGAN's speed still sets its budget.
+  assert len(commands) == 2
+  assert 'train_baseline.py' in commands[0] and '--seed=7' in commands[0]
+  assert '--steps=50000' in commands[0]
+  both = subprocess.run(
+      [sys.executable, 'scripts/equal_cost.py', '--methods=hypergan,ensemble5',
+       '--seeds=7', f'--runs_root={tmp_path}', '--dry_run'],
+      capture_output=True, text=True, cwd=REPO, check=False)
+  assert both.returncode == 0, both.stderr[-2000:]
+  commands = both.stdout.splitlines()
   assert len(commands) == 4  # Train and evaluate, two methods.
   assert '--steps=20000' in commands[0] and '--seed=7' in commands[0]
   assert '--steps=50000' in commands[2]
