@@ -151,28 +151,26 @@ def test_a_run_without_validation_is_refused(tiny_run):
 def test_script_dry_run_prints_the_budgeted_commands(tmp_path):
   rundir.write_json(str(tmp_path / equal_cost.SPEEDS_FILE), {
       'steps_per_s': {'hypergan': 10.0, 'ensemble5': 25.0}})
-  out = subprocess.run(
-      [sys.executable, 'scripts/equal_cost.py', '--methods=ensemble5',
-       '--seeds=7', f'--runs_root={tmp_path}', '--dry_run'],
-      capture_output=True, text=True, cwd=REPO, check=False)
+
+  def dry_run(*args):
+    return subprocess.run(
+        [sys.executable, 'scripts/equal_cost.py', *args,
+         f'--runs_root={tmp_path}', '--dry_run'],
+        capture_output=True, text=True, cwd=REPO, check=False)
+
+  out = dry_run('--methods=ensemble5', '--seeds=7')
   assert out.returncode == 0, out.stderr[-2000:]
   commands = out.stdout.splitlines()
   # Only the ensemble trains; the HyperGAN's speed still sets its budget.
   assert len(commands) == 2
   assert 'train_baseline.py' in commands[0] and '--seed=7' in commands[0]
   assert '--steps=50000' in commands[0]
-  both = subprocess.run(
-      [sys.executable, 'scripts/equal_cost.py', '--methods=hypergan,ensemble5',
-       '--seeds=7', f'--runs_root={tmp_path}', '--dry_run'],
-      capture_output=True, text=True, cwd=REPO, check=False)
+  both = dry_run('--methods=hypergan,ensemble5', '--seeds=7')
   assert both.returncode == 0, both.stderr[-2000:]
   commands = both.stdout.splitlines()
   assert len(commands) == 4  # Train and evaluate, two methods.
   assert '--steps=20000' in commands[0] and '--seed=7' in commands[0]
   assert '--steps=50000' in commands[2]
-  bad = subprocess.run(
-      [sys.executable, 'scripts/equal_cost.py', '--methods=gp',
-       f'--runs_root={tmp_path}', '--dry_run'],
-      capture_output=True, text=True, cwd=REPO, check=False)
+  bad = dry_run('--methods=gp')
   assert bad.returncode == 1
   assert "error: Unknown methods ['gp']" in bad.stderr
