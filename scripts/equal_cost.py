@@ -6,7 +6,8 @@ Times every method's training script on this machine (recorded in
 <runs_root>/speeds.json and reused), gives each the HyperGAN recipe's wall
 time in steps, trains and test-evaluates every method and seed (the
 HyperGAN and the K = 5 ensemble with every seed; a K = 4 ensemble,
-BatchEnsemble and MC dropout with the first), and writes
+BatchEnsemble and MC dropout with the first, or with every seed where
+--methods names them), and writes
 <runs_root>/equal_cost.md (mean ± std over seeds, wall time and
 network-image passes per row) and the wall-time figure beside it.
 """
@@ -23,8 +24,9 @@ from hypergan_tf.experiments import script_speed
 
 _DATASET = flags.DEFINE_enum('dataset', 'cifar5', list(equal_cost.DATASETS),
                              'Dataset of the comparison.')
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of the HyperGAN '
-                           'and the K = 5 ensemble (the others: the first).')
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of the HyperGAN, '
+                           'the K = 5 ensemble and the methods --methods '
+                           'names (the others: the first).')
 _METHODS = flags.DEFINE_list(
     'methods', None, 'Train only these methods (the HyperGAN\'s speed sets '
     'the budget either way): hypergan, ensemble5, ensemble4, '
@@ -55,7 +57,8 @@ def main(argv):
   try:
     seeds = [int(s) for s in _SEEDS.value]
     methods = equal_cost.select(
-        equal_cost.methods(_DATASET.value, seeds), _METHODS.value)
+        equal_cost.methods(_DATASET.value, seeds, _METHODS.value or ()),
+        _METHODS.value)
     speeds = equal_cost.load_or_measure_speeds(
         methods, runs_root, _SPEED_STEPS.value, _SPEED_ROUNDS.value,
         log=logging.info)

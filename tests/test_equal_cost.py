@@ -30,6 +30,9 @@ def test_the_hypergan_is_the_reference_and_the_pair_gets_every_seed():
     assert os.path.isfile(REPO / m.flagfile), m.flagfile
   chosen = equal_cost.select(methods, ['mc_dropout'])
   assert [m.name for m in chosen] == ['hypergan', 'mc_dropout']
+  # A one-seed method named by the user gets every seed given.
+  named = equal_cost.methods('cifar10', [3, 4, 5], ['ensemble4'])
+  assert [m.seeds for m in named] == [(3, 4, 5)] * 3 + [(3,)] * 2
 
 
 @pytest.mark.parametrize('call, message', [
@@ -150,7 +153,8 @@ def test_a_run_without_validation_is_refused(tiny_run):
 
 def test_script_dry_run_prints_the_budgeted_commands(tmp_path):
   rundir.write_json(str(tmp_path / equal_cost.SPEEDS_FILE), {
-      'steps_per_s': {'hypergan': 10.0, 'ensemble5': 25.0}})
+      'steps_per_s': {'hypergan': 10.0, 'ensemble5': 25.0,
+                      'ensemble4': 30.0}})
 
   def dry_run(*args):
     return subprocess.run(
@@ -171,6 +175,12 @@ def test_script_dry_run_prints_the_budgeted_commands(tmp_path):
   assert len(commands) == 4  # Train and evaluate, two methods.
   assert '--steps=20000' in commands[0] and '--seed=7' in commands[0]
   assert '--steps=50000' in commands[2]
+  seeds = dry_run('--methods=ensemble4', '--seeds=1,2')
+  assert seeds.returncode == 0, seeds.stderr[-2000:]
+  trains = [c for c in seeds.stdout.splitlines() if 'train_baseline' in c]
+  assert len(trains) == 2  # Named, the one-seed method gets both seeds.
+  assert '--seed=1' in trains[0] and '--seed=2' in trains[1]
+  assert '--steps=60000' in trains[1]
   bad = dry_run('--methods=gp')
   assert bad.returncode == 1
   assert "error: Unknown methods ['gp']" in bad.stderr

@@ -17,7 +17,7 @@ import dataclasses
 import os
 import platform
 import re
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -55,10 +55,13 @@ class Method:
     return os.path.join(runs_root, f'{self.name}_s{seed}')
 
 
-def methods(dataset: str, seeds: Sequence[int]) -> tuple[Method, ...]:
+def methods(dataset: str, seeds: Sequence[int],
+            every_seed: Collection[str] = ()) -> tuple[Method, ...]:
   """The comparison on a CIFAR dataset: the HyperGAN recipe (the reference
   whose wall time is the budget) and the K = 5 ensemble with every seed;
-  a K = 4 ensemble, BatchEnsemble and MC dropout with the first.
+  a K = 4 ensemble, BatchEnsemble and MC dropout with the first, or with
+  every seed if named in `every_seed` (a user who names them and gives
+  seeds 1, 2 wants both).
 
   Raises:
     ValueError: unknown dataset or no seeds.
@@ -67,19 +70,25 @@ def methods(dataset: str, seeds: Sequence[int]) -> tuple[Method, ...]:
     raise ValueError(f'Unknown dataset {dataset!r}; choose from {DATASETS}.')
   if not seeds:
     raise ValueError('Give at least one seed.')
-  seeds, first = tuple(seeds), (seeds[0],)
+  seeds = tuple(seeds)
+
+  def seeds_of(name: str) -> tuple[int, ...]:
+    return seeds if name in every_seed else seeds[:1]
+
   ensemble = f'configs/baseline_ensemble_{dataset}.flags'
   return (
       Method('hypergan', 'HyperGAN, 4 modes', f'configs/{dataset}_diverse.flags',
              seeds),
       Method('ensemble5', 'Ensemble (K=5)', ensemble, seeds),
-      Method('ensemble4', 'Ensemble (K=4)', ensemble, first,
+      Method('ensemble4', 'Ensemble (K=4)', ensemble, seeds_of('ensemble4'),
              ('--num_members=4', '--eval_members=4',
               '--final_eval_members=4')),
       Method('batch_ensemble', 'BatchEnsemble (K=4)',
-             f'configs/baseline_batch_ensemble_{dataset}.flags', first),
+             f'configs/baseline_batch_ensemble_{dataset}.flags',
+             seeds_of('batch_ensemble')),
       Method('mc_dropout', 'MC dropout',
-             f'configs/baseline_mc_dropout_{dataset}.flags', first),
+             f'configs/baseline_mc_dropout_{dataset}.flags',
+             seeds_of('mc_dropout')),
   )
 
 
